@@ -1,0 +1,35 @@
+/* keel - the command-line tool.  Subcommands arrive with their issues. */
+#include <stdio.h>
+#include <string.h>
+
+#include <keel/keel.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: keel <command> [options]\n"
+               "\n"
+               "commands:\n"
+               "  version    print the libkeel version\n"
+               "\n"
+               "Each command reads stdin when no file is given, writes results to stdout and\n"
+               "diagnostics to stderr; exit 0 success, 1 negative verdict, 2 usage error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("keel %s\n", keel_version());
+        return 0;
+    }
+    fprintf(stderr, "keel: unknown command '%s' (see keel --help)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,8 @@
+/* keel/keel.h - umbrella header: include this to use libkeel. */
+#ifndef KEEL_KEEL_H
+#define KEEL_KEEL_H
+#include <keel/common.h>
+#include <keel/version.h>
+#include <keel/core.h>
+#include <keel/chain.h>
+#endif
