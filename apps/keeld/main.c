@@ -1,7 +1,224 @@
+/* keeld - the reference checkout API service built on libkeel.
+ *
+ * Startup: settings (.env + environment, every invalid variable reported, exit 2), logger,
+ * metrics, background tasks, router, middleware chain, HTTP server, ready.
+ * Shutdown (seed 003): SIGTERM/SIGINT -> readiness 503, stop accepting, let in-flight
+ * requests finish for up to SHUTDOWN_TIMEOUT_SECONDS, stop background tasks, flush logs,
+ * exit 0.  A second signal exits at once. */
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <keel/config.h>
 #include <keel/keel.h>
-int main(void)
+#include <keel/tasks.h>
+
+#include "routes.h"
+
+static void usage(FILE *f)
 {
-    printf("keeld %s\n", keel_version());
-    return 0;
+    fprintf(f, "usage: keeld [--help] [--version]\n"
+               "\n"
+               "Starts the keel reference checkout API.  Configuration comes from the\n"
+               "environment and from ./.env (real environment variables win); see README.md\n"
+               "for the variables.  Invalid configuration exits with status 2.\n");
+}
+
+static keel_err system_metrics_task(void *ud)
+{
+    return keel_system_metrics_update(ud);
+}
+
+static void fatal(const char *what, keel_err e, const keel_diag *d)
+{
+    fprintf(stderr, "keeld: %s: %s\n", what, d && d->msg[0] ? d->msg : keel_strerror(e));
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("keeld %s\n", keel_version());
+            return 0;
+        }
+        fprintf(stderr, "keeld: unknown option '%s'\n", argv[i]);
+        usage(stderr);
+        return 2;
+    }
+
+    /* Signals are handled synchronously by the main thread: block them before any
+     * thread starts so every thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    keel_diag d = {0};
+    keel_env *env = NULL;
+    keel_err e = keel_env_load(&env, NULL, &d);
+    if (e != KEEL_OK) {
+        fprintf(stderr, "keeld: .env: %s\n", d.msg[0] ? d.msg : keel_strerror(e));
+        return 2;
+    }
+    keel_settings *st = NULL;
+    keel_buf errors;
+    keel_buf_init(&errors, 64 * 1024);
+    e = keel_settings_load(&st, env, &errors);
+    keel_env_destroy(env);
+    if (e != KEEL_OK) {
+        fprintf(stderr, "keeld: invalid configuration:\n%s", errors.ptr ? errors.ptr : "");
+        if (errors.ptr == NULL)
+            fprintf(stderr, "%s\n", keel_strerror(e));
+        keel_buf_cleanup(&errors);
+        return 2;
+    }
+    keel_buf_cleanup(&errors);
+
+    keel_log_config lc;
+    keel_log_config_default(&lc);
+    lc.dir = st->log_dir;
+    lc.level = (keel_log_level)st->log_level;
+    lc.console = st->environment == KEEL_ENVIRONMENT_PRODUCTION ? KEEL_LOG_CONSOLE_JSON
+                                                                : KEEL_LOG_CONSOLE_TEXT;
+    lc.queue_capacity = st->log_queue_size;
+    lc.overflow = st->log_overflow_block ? KEEL_LOG_OVERFLOW_BLOCK : KEEL_LOG_OVERFLOW_DROP;
+    if ((e = keel_log_start(&lc)) != KEEL_OK) {
+        fprintf(stderr, "keeld: cannot start logging in '%s': %s\n", st->log_dir,
+                keel_strerror(e));
+        keel_settings_destroy(st);
+        return 1;
+    }
+    keel_logger *log = keel_logger_get("app.main");
+    if (st->signing_keys_generated)
+        KEEL_LOG_WARNING(log, "signing keys not configured: using random per-process keys "
+                              "(tokens will not survive a restart)");
+    if (st->cors_wildcard_with_credentials)
+        KEEL_LOG_WARNING(log, "CORS allows any origin with credentials; set "
+                              "CORS_ALLOW_ORIGINS to the real origins in production");
+
+    int rc = 1;
+    keel_metrics *metrics = NULL;
+    keel_system_metrics *sysm = NULL;
+    keel_tasks *tasks = NULL;
+    keel_router *router = NULL;
+    keel_chain *chain = NULL;
+    keel_server *srv = NULL;
+
+    if ((e = keel_metrics_create(&metrics)) || (e = keel_metrics_add_process_collector(metrics)) ||
+        (e = keel_metrics_add_log_collector(metrics)) ||
+        (e = keel_system_metrics_create(&sysm, metrics))) {
+        fatal("metrics", e, NULL);
+        goto out;
+    }
+    if ((e = keel_tasks_create(&tasks, metrics)) ||
+        (e = keel_tasks_add_periodic(tasks, "update_system_metrics", 5000, system_metrics_task,
+                                     sysm))) {
+        fatal("background tasks", e, NULL);
+        goto out;
+    }
+    if ((e = keel_router_create(&router)) != KEEL_OK ||
+        (e = keeld_routes_register(router, st, &d)) != KEEL_OK) {
+        fatal("routes", e, &d);
+        goto out;
+    }
+
+    keel_cors_config cors;
+    keel_cors_config_default(&cors);
+    cors.origins = st->cors_allow_origins;
+    cors.methods = st->cors_allow_methods;
+    cors.headers = st->cors_allow_headers;
+    cors.allow_credentials = st->cors_allow_credentials;
+    keel_http_chain_config hc;
+    keel_http_chain_config_default(&hc);
+    hc.cors = &cors;
+    hc.metrics = metrics;
+    if ((e = keel_http_chain_build(&hc, &chain)) != KEEL_OK) {
+        fatal("middleware", e, NULL);
+        goto out;
+    }
+
+    keel_server_config sc;
+    keel_server_config_default(&sc);
+    sc.host = st->host;
+    sc.port = st->port;
+    sc.workers = st->http_workers;
+    sc.max_body = st->http_max_body_bytes;
+    sc.max_connections = st->http_max_connections;
+    sc.max_connections_per_ip = st->http_max_connections_per_ip;
+    sc.connection_memory = st->http_connection_memory_limit;
+    sc.connection_timeout_s = st->http_connection_timeout_seconds;
+    sc.environment = st->environment_name;
+    sc.name = st->project_name;
+    sc.version = st->project_version;
+    e = keel_server_create(&srv, &sc, router, chain, metrics, &d);
+    if (e != KEEL_OK) {
+        fatal("server", e, &d);
+        goto out;
+    }
+    chain = NULL; /* the server owns it now */
+    if ((e = keel_server_start(srv, &d)) != KEEL_OK) {
+        fatal("server", e, &d);
+        KEEL_LOG_CRITICAL(log, "cannot start HTTP server: %s", d.msg);
+        goto out;
+    }
+    if ((e = keel_tasks_start(tasks)) != KEEL_OK) {
+        fatal("background tasks", e, NULL);
+        goto out;
+    }
+    keel_server_set_ready(srv, 1);
+    {
+        keel_log_field f[3] = {KEEL_LF_STR("host", st->host),
+                               KEEL_LF_INT("port", keel_server_port(srv)),
+                               KEEL_LF_STR("environment", st->environment_name)};
+        KEEL_LOG_FIELDS(log, KEEL_LOG_LEVEL_INFO, f, 3, "keeld %s listening on http://%s:%u",
+                        keel_version(), st->host, keel_server_port(srv));
+    }
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0)
+        ;
+    KEEL_LOG_INFO(log, "received %s: draining (up to %u s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                  st->shutdown_timeout_seconds);
+    /* Drain: quiesce, then wait for in-flight requests while watching for a second signal. */
+    (void)keel_server_drain(srv, 0);
+    uint64_t deadline = keel_time_mono_ms() + (uint64_t)st->shutdown_timeout_seconds * 1000u;
+    while (keel_server_inflight(srv) > 0 && keel_time_mono_ms() < deadline) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        if (sigtimedwait(&sigs, NULL, &ts) > 0) {
+            fprintf(stderr, "keeld: second signal, exiting now\n");
+            _exit(1);
+        }
+    }
+    if (keel_server_inflight(srv) > 0)
+        KEEL_LOG_WARNING(log, "shutdown timeout: %u request(s) still in flight",
+                         keel_server_inflight(srv));
+    if (keel_tasks_stop(tasks, 5000) != KEEL_OK)
+        KEEL_LOG_WARNING(log, "a background task did not stop within 5 s");
+    keel_server_destroy(srv);
+    srv = NULL;
+    KEEL_LOG_INFO(log, "keeld stopped");
+    rc = 0;
+out:
+    keel_server_destroy(srv);
+    keel_chain_destroy(chain);
+    keel_tasks_destroy(tasks);
+    keel_router_destroy(router);
+    keel_system_metrics_destroy(sysm);
+    keel_metrics_destroy(metrics);
+    keeld_routes_cleanup();
+    keel_log_stop();
+    keel_settings_destroy(st);
+    return rc;
 }

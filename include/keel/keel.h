@@ -5,4 +5,11 @@
 #include <keel/version.h>
 #include <keel/core.h>
 #include <keel/chain.h>
+#include <keel/log.h>
+#include <keel/metrics.h>
+#include <keel/http.h>
+#include <keel/device.h>
+#include <keel/tasks.h>
+#include <keel/config.h>
+#include <keel/validate.h>
 #endif

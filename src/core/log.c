@@ -1,0 +1,973 @@
+/* log.c - the structured logger front end: levels, interned loggers, the
+ * per-thread request context, the caller side (format + enqueue), the
+ * bounded queue and its single writer thread, the hook and the lifecycle.
+ * Formatting and sinks live in log_sink.c.
+ *
+ * Data flow.  The caller encodes a record into a flat "blob" (header, field
+ * descriptors, then strings, message last) in a stack buffer, takes the
+ * queue mutex and copies the blob into a ring slot (records too big for a
+ * slot's inline area are heap-allocated and the slot just holds the
+ * pointer).  The writer takes up to WRITER_BATCH slots at a time, decodes
+ * each into a keel_log_record view, runs the hook and the sinks without the
+ * lock, writes the sink buffers out and then frees the slots. */
+#include "keel_int.h"
+
+#include "log_int.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
+
+/* Inline bytes per ring slot: a typical access-log record (message, a few
+ * fields, request id) fits, so the hot path does not allocate. */
+#define SLOT_INLINE 496
+#define WRITER_BATCH 256
+#define QUEUE_MAX (1u << 20)
+#define BACKUPS_MAX 100u
+#define MODULE_MAX 64
+#define FUNC_MAX 128
+#define TRUNC_MARK " [truncated]"
+
+/* ============================================================== levels == */
+
+static int ascii_ieq(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = (*a >= 'A' && *a <= 'Z') ? (char)(*a + 32) : *a;
+        if (x != *b)
+            return 0;
+    }
+    return *a == *b;
+}
+
+keel_err keel_log_level_parse(const char *s, keel_log_level *out)
+{
+    static const struct {
+        const char *name;
+        keel_log_level lv;
+    } names[] = {
+        {"debug", KEEL_LOG_LEVEL_DEBUG},       {"info", KEEL_LOG_LEVEL_INFO},
+        {"warning", KEEL_LOG_LEVEL_WARNING},   {"warn", KEEL_LOG_LEVEL_WARNING},
+        {"error", KEEL_LOG_LEVEL_ERROR},       {"critical", KEEL_LOG_LEVEL_CRITICAL},
+        {"fatal", KEEL_LOG_LEVEL_CRITICAL},
+    };
+    if (s == NULL || out == NULL)
+        return KEEL_EINVAL;
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(names); i++) {
+        if (ascii_ieq(s, names[i].name)) {
+            *out = names[i].lv;
+            return KEEL_OK;
+        }
+    }
+    return KEEL_EPARSE;
+}
+
+const char *keel_log_level_name(keel_log_level lv)
+{
+    int v = (int)lv;
+    if (v >= KEEL_LOG_LEVEL_CRITICAL)
+        return "CRITICAL";
+    if (v >= KEEL_LOG_LEVEL_ERROR)
+        return "ERROR";
+    if (v >= KEEL_LOG_LEVEL_WARNING)
+        return "WARNING";
+    if (v >= KEEL_LOG_LEVEL_INFO)
+        return "INFO";
+    return "DEBUG";
+}
+
+/* ============================================================= loggers == */
+
+static keel_logger g_root = {NULL, "app", 3};
+static pthread_mutex_t g_names_mu = PTHREAD_MUTEX_INITIALIZER;
+static keel_logger *g_names; /* every interned logger but the root; never freed */
+
+keel_logger *keel_logger_get(const char *name)
+{
+    if (name == NULL || name[0] == '\0')
+        return &g_root;
+    size_t n = strnlen(name, KEEL_LOG_NAME_MAX);
+    if (n == 3 && memcmp(name, "app", 3) == 0)
+        return &g_root;
+    pthread_mutex_lock(&g_names_mu);
+    keel_logger *lg;
+    for (lg = g_names; lg != NULL; lg = lg->next)
+        if (lg->name_len == n && memcmp(lg->name, name, n) == 0)
+            break;
+    if (lg == NULL) {
+        /* One allocation: the struct followed by the name. */
+        lg = keel_malloc(sizeof *lg + n + 1);
+        if (lg != NULL) {
+            char *copy = (char *)(lg + 1);
+            memcpy(copy, name, n);
+            copy[n] = '\0';
+            lg->name = copy;
+            lg->name_len = n;
+            lg->next = g_names;
+            g_names = lg;
+        }
+    }
+    pthread_mutex_unlock(&g_names_mu);
+    return lg != NULL ? lg : &g_root;
+}
+
+const char *keel_logger_name(const keel_logger *lg)
+{
+    return lg != NULL ? lg->name : g_root.name;
+}
+
+/* ============================================================= context == */
+
+typedef struct tl_context {
+    uint8_t rid_len;
+    uint8_t uid_len;
+    char rid[KEEL_LOG_CONTEXT_ID_MAX + 1];
+    char uid[KEEL_LOG_CONTEXT_ID_MAX + 1];
+} tl_context;
+
+static _Thread_local tl_context tl_ctx;
+static _Thread_local int tl_in_hook;   /* this thread is running the hook */
+static _Thread_local int tl_is_writer; /* this thread is the writer */
+
+static void ctx_set(char *dst, uint8_t *len, const char *id)
+{
+    size_t n = id != NULL ? strnlen(id, KEEL_LOG_CONTEXT_ID_MAX) : 0;
+    if (n)
+        memcpy(dst, id, n);
+    dst[n] = '\0';
+    *len = (uint8_t)n;
+}
+
+void keel_log_context_set_request_id(const char *id)
+{
+    ctx_set(tl_ctx.rid, &tl_ctx.rid_len, id);
+}
+
+void keel_log_context_set_user_id(const char *id)
+{
+    ctx_set(tl_ctx.uid, &tl_ctx.uid_len, id);
+}
+
+void keel_log_context_clear(void)
+{
+    ctx_set(tl_ctx.rid, &tl_ctx.rid_len, NULL);
+    ctx_set(tl_ctx.uid, &tl_ctx.uid_len, NULL);
+}
+
+const char *keel_log_context_request_id(void)
+{
+    return tl_ctx.rid_len ? tl_ctx.rid : NULL;
+}
+
+const char *keel_log_context_user_id(void)
+{
+    return tl_ctx.uid_len ? tl_ctx.uid : NULL;
+}
+
+void keel_log_context_save(keel_log_context *out)
+{
+    if (out == NULL)
+        return;
+    memcpy(out->request_id, tl_ctx.rid, (size_t)tl_ctx.rid_len + 1);
+    memcpy(out->user_id, tl_ctx.uid, (size_t)tl_ctx.uid_len + 1);
+}
+
+void keel_log_context_restore(const keel_log_context *c)
+{
+    if (c == NULL) {
+        keel_log_context_clear();
+        return;
+    }
+    /* The arrays are sized MAX + 1, so strnlen stays inside them. */
+    char tmp[KEEL_LOG_CONTEXT_ID_MAX + 1];
+    size_t n = strnlen(c->request_id, KEEL_LOG_CONTEXT_ID_MAX);
+    memcpy(tmp, c->request_id, n);
+    tmp[n] = '\0';
+    ctx_set(tl_ctx.rid, &tl_ctx.rid_len, tmp);
+    n = strnlen(c->user_id, KEEL_LOG_CONTEXT_ID_MAX);
+    memcpy(tmp, c->user_id, n);
+    tmp[n] = '\0';
+    ctx_set(tl_ctx.uid, &tl_ctx.uid_len, tmp);
+}
+
+/* ======================================================== global state == */
+
+typedef struct slot {
+    unsigned char *heap; /* blob on the heap, or NULL when it is in the inline area */
+    union {
+        max_align_t align;
+        unsigned char b[SLOT_INLINE];
+    } in;
+} slot;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty; /* writer waits for records */
+    pthread_cond_t not_full;  /* BLOCK producers wait for space */
+    pthread_cond_t done;      /* flushers wait for seq_done (monotonic clock) */
+    int running;              /* records go to the queue */
+    int stopping;             /* the writer drains and exits */
+    int writer_idle;
+    slot *ring;
+    size_t cap, head, count;
+    size_t block_waiters, flush_waiters;
+    uint64_t seq_in, seq_done;
+    keel_log_overflow overflow;
+} g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
+       PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, KEEL_LOG_OVERFLOW_DROP};
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+/* Lifecycle (start/stop) and the sink configuration used for the threshold. */
+static pthread_mutex_t g_life_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t g_thread;
+static keel__log_sinks g_sinks;    /* owned by the writer thread while running */
+static keel_log_record g_wrec;     /* the writer's record view */
+static int g_started;              /* under g_life_mu */
+
+static pthread_mutex_t g_level_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_cfg_active, g_cfg_console, g_cfg_files; /* under g_level_mu */
+static atomic_int g_level = KEEL_LOG_LEVEL_INFO;
+static atomic_int g_threshold = KEEL_LOG_LEVEL_INFO;
+
+/* Hook: the pointer pair is read and called under g_hook_mu, so it never runs
+ * on two threads at once and keel_log_set_hook() can wait for it. */
+static pthread_mutex_t g_hook_mu = PTHREAD_MUTEX_INITIALIZER;
+static keel_log_hook_fn g_hook_fn;
+static void *g_hook_ud;
+static atomic_int g_hook_set;
+
+/* Synchronous path (logger stopped): stderr text, one record at a time. */
+static pthread_mutex_t g_sync_mu = PTHREAD_MUTEX_INITIALIZER;
+static keel__log_sinks g_ssinks;
+static keel_log_record g_srec;
+static int g_sync_ready;
+
+static atomic_uint_fast64_t st_written, st_dropped, st_filtered, st_errors;
+
+static void init_once(void)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_destroy(&g.done);
+    pthread_cond_init(&g.done, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+void keel__log_count_error(void)
+{
+    atomic_fetch_add_explicit(&st_errors, 1, memory_order_relaxed);
+}
+
+/* Lowest level any active sink takes (under g_level_mu). */
+static void recompute_threshold(void)
+{
+    int lv = atomic_load_explicit(&g_level, memory_order_relaxed);
+    int t = lv;
+    if (g_cfg_active) {
+        t = INT_MAX;
+        if (g_cfg_console)
+            t = lv;
+        if (g_cfg_files)
+            t = KEEL_MIN(t, KEEL_MAX(lv, (int)KEEL_LOG_LEVEL_INFO));
+        if (t == INT_MAX)
+            t = lv; /* no sink: records still reach the hook and the counters */
+    }
+    atomic_store_explicit(&g_threshold, t, memory_order_relaxed);
+}
+
+void keel_log_set_level(keel_log_level lv)
+{
+    pthread_mutex_lock(&g_level_mu);
+    atomic_store_explicit(&g_level, (int)lv, memory_order_relaxed);
+    recompute_threshold();
+    pthread_mutex_unlock(&g_level_mu);
+}
+
+keel_log_level keel_log_get_level(void)
+{
+    return (keel_log_level)atomic_load_explicit(&g_level, memory_order_relaxed);
+}
+
+int keel_log_enabled(const keel_logger *lg, keel_log_level lv)
+{
+    KEEL_UNUSED(lg);
+    return (int)lv >= atomic_load_explicit(&g_threshold, memory_order_relaxed);
+}
+
+/* ================================================================ blob == */
+
+typedef struct blob_hdr {
+    int64_t wall_ms;
+    const keel_logger *lg;
+    uint32_t msg_len;
+    int32_t level;
+    int32_t line;
+    uint16_t module_len;
+    uint16_t func_len;
+    uint8_t rid_len;
+    uint8_t uid_len;
+    uint8_t nfields;
+} blob_hdr;
+
+typedef struct blob_field {
+    int64_t i; /* INT value, or BOOL 0/1 */
+    double d;
+    uint32_t slen;
+    uint16_t key_len;
+    uint8_t type;
+    uint8_t is_null;
+} blob_field;
+
+/* Longest prefix of s[0..n) no longer than max that does not split a UTF-8
+ * sequence (invalid bytes are left for the sinks to replace). */
+static size_t utf8_cut(const char *s, size_t n, size_t max)
+{
+    if (n <= max)
+        return n;
+    size_t k = max;
+    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80 && max - k < 3)
+        k--;
+    return k;
+}
+
+/* Module name: basename of file without its extension. */
+static keel_str module_of(const char *file)
+{
+    if (file == NULL)
+        return KEEL_STR_LIT("");
+    const char *base = strrchr(file, '/');
+    base = base ? base + 1 : file;
+    const char *dot = strrchr(base, '.');
+    size_t n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    return (keel_str){base, KEEL_MIN(n, (size_t)MODULE_MAX)};
+}
+
+static void decode(keel_log_record *r, const unsigned char *b)
+{
+    blob_hdr h;
+    memcpy(&h, b, sizeof h);
+    const unsigned char *fp = b + sizeof h;
+    const char *sp = (const char *)(fp + (size_t)h.nfields * sizeof(blob_field));
+    r->wall_ms = h.wall_ms;
+    r->level = h.level;
+    r->line = h.line;
+    r->lg = h.lg;
+    r->module = (keel_str){sp, h.module_len};
+    sp += h.module_len;
+    r->func = (keel_str){sp, h.func_len};
+    sp += h.func_len;
+    r->request_id = (keel_str){sp, h.rid_len};
+    sp += h.rid_len;
+    r->user_id = (keel_str){sp, h.uid_len};
+    sp += h.uid_len;
+    r->nfields = h.nfields;
+    for (size_t i = 0; i < h.nfields; i++) {
+        blob_field bf;
+        memcpy(&bf, fp + i * sizeof bf, sizeof bf);
+        keel__log_rfield *f = &r->f[i];
+        f->key = sp;
+        f->key_len = bf.key_len;
+        sp += bf.key_len;
+        f->type = (keel_log_field_type)bf.type;
+        f->is_null = bf.is_null;
+        f->s = sp;
+        f->slen = bf.type == KEEL_LOG_FIELD_STR ? bf.slen : 0;
+        sp += f->slen;
+        f->i = bf.i;
+        f->d = bf.d;
+        f->b = (int)bf.i;
+    }
+    r->msg = (keel_str){sp, h.msg_len};
+}
+
+/* Run the hook; 1 if it dropped the record. */
+static int run_hook(keel_log_record *r)
+{
+    if (!atomic_load_explicit(&g_hook_set, memory_order_acquire))
+        return 0;
+    int drop = 0;
+    pthread_mutex_lock(&g_hook_mu);
+    if (g_hook_fn != NULL) {
+        tl_in_hook = 1;
+        drop = g_hook_fn(r, g_hook_ud) != 0;
+        tl_in_hook = 0;
+    }
+    pthread_mutex_unlock(&g_hook_mu);
+    return drop;
+}
+
+static void consume(keel_log_record *r, keel__log_sinks *s, const unsigned char *blob)
+{
+    decode(r, blob);
+    if (run_hook(r)) {
+        atomic_fetch_add_explicit(&st_filtered, 1, memory_order_relaxed);
+        return;
+    }
+    atomic_fetch_add_explicit(&st_written, 1, memory_order_relaxed);
+    keel__log_sinks_emit(s, r, atomic_load_explicit(&g_level, memory_order_relaxed));
+}
+
+static void sync_write(const unsigned char *blob)
+{
+    pthread_mutex_lock(&g_sync_mu);
+    if (!g_sync_ready) {
+        keel__log_sinks_init_stderr(&g_ssinks);
+        for (size_t i = 0; i < KEEL_LOG_FIELDS_MAX; i++)
+            keel__lbuf_init(&g_srec.f[i].repl, KEEL__LOG_SET_MAX);
+        keel__lbuf_init(&g_srec.msg_repl, KEEL__LOG_SET_MAX);
+        g_sync_ready = 1;
+    }
+    consume(&g_srec, &g_ssinks, blob);
+    keel__log_sinks_flush(&g_ssinks);
+    pthread_mutex_unlock(&g_sync_mu);
+}
+
+/* ============================================================== writer == */
+
+static void *writer_main(void *arg)
+{
+    KEEL_UNUSED(arg);
+    tl_is_writer = 1;
+    pthread_mutex_lock(&g.mu);
+    for (;;) {
+        while (g.count == 0 && !g.stopping) {
+            g.writer_idle = 1;
+            pthread_cond_wait(&g.not_empty, &g.mu);
+            g.writer_idle = 0;
+        }
+        if (g.count == 0)
+            break;
+        size_t n = KEEL_MIN(g.count, (size_t)WRITER_BATCH), start = g.head;
+        pthread_mutex_unlock(&g.mu);
+        /* Slots [start, start + n) are ours until head moves past them:
+         * producers only fill slots after head + count. */
+        for (size_t k = 0; k < n; k++) {
+            slot *s = &g.ring[(start + k) % g.cap];
+            consume(&g_wrec, &g_sinks, s->heap != NULL ? s->heap : s->in.b);
+            if (s->heap != NULL) {
+                keel_free(s->heap);
+                s->heap = NULL;
+            }
+        }
+        keel__log_sinks_flush(&g_sinks);
+        pthread_mutex_lock(&g.mu);
+        g.head = (start + n) % g.cap;
+        g.count -= n;
+        g.seq_done += n;
+        if (g.block_waiters)
+            pthread_cond_broadcast(&g.not_full);
+        if (g.flush_waiters)
+            pthread_cond_broadcast(&g.done);
+    }
+    pthread_mutex_unlock(&g.mu);
+    return NULL;
+}
+
+/* ============================================================== caller == */
+
+typedef struct stage {
+    union {
+        max_align_t align;
+        unsigned char b[SLOT_INLINE];
+    } u;
+} stage;
+
+/* Append the truncation marker to a message of n bytes at m whose buffer
+ * holds room bytes (room >= sizeof TRUNC_MARK); returns the new length. */
+static size_t truncate_msg(char *m, size_t n, size_t room)
+{
+    size_t keep = utf8_cut(m, n, room - sizeof TRUNC_MARK);
+    memcpy(m + keep, TRUNC_MARK, sizeof TRUNC_MARK); /* includes the NUL */
+    return keep + sizeof TRUNC_MARK - 1;
+}
+
+void keel_log_vwrite(keel_logger *lg, keel_log_level lv, const char *file, int line,
+                     const char *func, const keel_log_field *fields, size_t nfields,
+                     const char *fmt, va_list ap)
+{
+    if ((int)lv < atomic_load_explicit(&g_threshold, memory_order_relaxed))
+        return;
+    if (tl_in_hook) {
+        atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    blob_hdr h;
+    memset(&h, 0, sizeof h);
+    h.wall_ms = keel_time_wall_ms();
+    h.lg = lg != NULL ? lg : &g_root;
+    h.level = (int32_t)lv;
+    h.line = line;
+    keel_str mod = module_of(file);
+    keel_str fn = func != NULL ? (keel_str){func, strnlen(func, FUNC_MAX)} : KEEL_STR_LIT("");
+    h.module_len = (uint16_t)mod.len;
+    h.func_len = (uint16_t)fn.len;
+    h.rid_len = tl_ctx.rid_len;
+    h.uid_len = tl_ctx.uid_len;
+
+    /* Field descriptors first: sizes decide where the message goes. */
+    blob_field bf[KEEL_LOG_FIELDS_MAX];
+    const char *fkey[KEEL_LOG_FIELDS_MAX], *fstr[KEEL_LOG_FIELDS_MAX];
+    size_t nf = 0, fixed = sizeof h + mod.len + fn.len + h.rid_len + h.uid_len;
+    for (size_t i = 0; fields != NULL && i < nfields && nf < KEEL_LOG_FIELDS_MAX; i++) {
+        const keel_log_field *f = &fields[i];
+        if (f->key == NULL || f->type < KEEL_LOG_FIELD_STR || f->type > KEEL_LOG_FIELD_BOOL)
+            continue;
+        blob_field *b = &bf[nf];
+        memset(b, 0, sizeof *b);
+        b->type = (uint8_t)f->type;
+        b->key_len = (uint16_t)strnlen(f->key, KEEL_LOG_KEY_MAX);
+        fkey[nf] = f->key;
+        fstr[nf] = NULL;
+        if (f->type == KEEL_LOG_FIELD_STR) {
+            if (f->v.s == NULL) {
+                b->is_null = 1;
+            } else {
+                size_t n = f->len == KEEL_LOG_STRLEN ? strnlen(f->v.s, KEEL_LOG_FIELD_STR_MAX + 1)
+                                                     : f->len;
+                b->slen = (uint32_t)utf8_cut(f->v.s, n, KEEL_LOG_FIELD_STR_MAX);
+                fstr[nf] = f->v.s;
+            }
+        } else if (f->type == KEEL_LOG_FIELD_INT) {
+            b->i = f->v.i;
+        } else if (f->type == KEEL_LOG_FIELD_DOUBLE) {
+            b->d = f->v.d;
+        } else {
+            b->i = f->v.b != 0;
+        }
+        fixed += sizeof *b + b->key_len + b->slen;
+        nf++;
+    }
+    h.nfields = (uint8_t)nf;
+
+    /* Encode the fixed part into the stage, or straight into a heap blob when
+     * it cannot leave room for a short message. */
+    stage st;
+    unsigned char *buf = st.u.b, *heap = NULL;
+    size_t room = sizeof st.u.b;
+    if (fixed + 64 > room) {
+        room = fixed + KEEL_LOG_MESSAGE_MAX + sizeof TRUNC_MARK;
+        heap = keel_malloc(room);
+        if (heap == NULL) {
+            atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
+            return;
+        }
+        buf = heap;
+    }
+    unsigned char *p = buf + sizeof h;
+    memcpy(p, bf, nf * sizeof bf[0]);
+    p += nf * sizeof bf[0];
+    memcpy(p, mod.ptr, mod.len);
+    p += mod.len;
+    memcpy(p, fn.ptr, fn.len);
+    p += fn.len;
+    memcpy(p, tl_ctx.rid, h.rid_len);
+    p += h.rid_len;
+    memcpy(p, tl_ctx.uid, h.uid_len);
+    p += h.uid_len;
+    for (size_t i = 0; i < nf; i++) {
+        memcpy(p, fkey[i], bf[i].key_len);
+        p += bf[i].key_len;
+        if (bf[i].slen) {
+            memcpy(p, fstr[i], bf[i].slen);
+            p += bf[i].slen;
+        }
+    }
+    KEEL_ASSERT((size_t)(p - buf) == fixed);
+
+    /* The message, last.  vsnprintf reports the full length, so a message
+     * that did not fit the stage is formatted once more into a heap blob. */
+    va_list ap2;
+    va_copy(ap2, ap);
+    size_t avail = room - fixed;
+    int n = fmt != NULL ? vsnprintf((char *)buf + fixed, avail, fmt, ap) : 0;
+    size_t mlen;
+    if (n < 0) {
+        static const char bad[] = "<invalid log format>";
+        memcpy(buf + fixed, bad, sizeof bad);
+        mlen = sizeof bad - 1;
+    } else if ((size_t)n < avail && (size_t)n <= KEEL_LOG_MESSAGE_MAX) {
+        mlen = (size_t)n;
+    } else if (heap == NULL) {
+        size_t want = KEEL_MIN((size_t)n, (size_t)KEEL_LOG_MESSAGE_MAX) + sizeof TRUNC_MARK;
+        heap = keel_malloc(fixed + want);
+        if (heap != NULL) {
+            memcpy(heap, buf, fixed);
+            buf = heap;
+            avail = want;
+            int n2 = vsnprintf((char *)buf + fixed, avail, fmt, ap2);
+            mlen = n2 >= 0 ? (size_t)n2 : 0;
+            if (mlen >= avail || mlen > KEEL_LOG_MESSAGE_MAX)
+                mlen = truncate_msg((char *)buf + fixed, KEEL_MIN(mlen, avail - 1), avail);
+        } else {
+            /* Out of memory: keep what fitted in the stage. */
+            mlen = truncate_msg((char *)buf + fixed, avail - 1, avail);
+        }
+    } else {
+        mlen = truncate_msg((char *)buf + fixed, KEEL_MIN((size_t)n, avail - 1), avail);
+    }
+    va_end(ap2);
+    h.msg_len = (uint32_t)mlen;
+    memcpy(buf, &h, sizeof h);
+    size_t total = fixed + mlen;
+
+    /* Enqueue. */
+    pthread_mutex_lock(&g.mu);
+    while (g.running && g.count == g.cap) {
+        if (g.overflow == KEEL_LOG_OVERFLOW_DROP || tl_is_writer) {
+            pthread_mutex_unlock(&g.mu);
+            atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
+            keel_free(heap);
+            return;
+        }
+        g.block_waiters++;
+        pthread_cond_wait(&g.not_full, &g.mu);
+        g.block_waiters--;
+    }
+    if (!g.running) {
+        pthread_mutex_unlock(&g.mu);
+        sync_write(buf);
+        keel_free(heap);
+        return;
+    }
+    slot *s = &g.ring[(g.head + g.count) % g.cap];
+    if (heap != NULL)
+        s->heap = heap;
+    else
+        memcpy(s->in.b, buf, total);
+    g.count++;
+    g.seq_in++;
+    if (g.writer_idle)
+        pthread_cond_signal(&g.not_empty);
+    pthread_mutex_unlock(&g.mu);
+}
+
+void keel_log_write(keel_logger *lg, keel_log_level lv, const char *file, int line,
+                    const char *func, const keel_log_field *fields, size_t nfields,
+                    const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    keel_log_vwrite(lg, lv, file, line, func, fields, nfields, fmt, ap);
+    va_end(ap);
+}
+
+/* ================================================================ hook == */
+
+keel_err keel_log_set_hook(keel_log_hook_fn fn, void *ud)
+{
+    if (tl_in_hook)
+        return KEEL_EBUSY;
+    pthread_mutex_lock(&g_hook_mu);
+    g_hook_fn = fn;
+    g_hook_ud = ud;
+    atomic_store_explicit(&g_hook_set, fn != NULL, memory_order_release);
+    pthread_mutex_unlock(&g_hook_mu);
+    return KEEL_OK;
+}
+
+keel_log_level keel_log_record_level(const keel_log_record *r)
+{
+    return r != NULL ? (keel_log_level)r->level : KEEL_LOG_LEVEL_DEBUG;
+}
+
+const char *keel_log_record_logger(const keel_log_record *r)
+{
+    return r != NULL ? r->lg->name : g_root.name;
+}
+
+keel_str keel_log_record_message(const keel_log_record *r)
+{
+    return r != NULL ? r->msg : KEEL_STR_NULL;
+}
+
+size_t keel_log_record_nfields(const keel_log_record *r)
+{
+    return r != NULL ? r->nfields : 0;
+}
+
+keel_str keel_log_record_field_key(const keel_log_record *r, size_t i)
+{
+    if (r == NULL || i >= r->nfields)
+        return KEEL_STR_NULL;
+    return (keel_str){r->f[i].key, r->f[i].key_len};
+}
+
+keel_log_field_type keel_log_record_field_type(const keel_log_record *r, size_t i)
+{
+    if (r == NULL || i >= r->nfields)
+        return (keel_log_field_type)0;
+    return r->f[i].type;
+}
+
+keel_str keel_log_record_field_str(const keel_log_record *r, size_t i)
+{
+    if (r == NULL || i >= r->nfields || r->f[i].type != KEEL_LOG_FIELD_STR || r->f[i].is_null)
+        return KEEL_STR_NULL;
+    return (keel_str){r->f[i].s, r->f[i].slen};
+}
+
+int64_t keel_log_record_field_int(const keel_log_record *r, size_t i)
+{
+    if (r == NULL || i >= r->nfields || r->f[i].type != KEEL_LOG_FIELD_INT)
+        return 0;
+    return r->f[i].i;
+}
+
+/* Copy s[0..n) into dst (which may currently hold s itself). */
+static keel_err set_copy(keel__lbuf *dst, const char *s, size_t n, keel_str *out)
+{
+    if (s == NULL && n > 0)
+        return KEEL_EINVAL;
+    if (n > KEEL__LOG_SET_MAX)
+        return KEEL_ETOOBIG;
+    char *tmp = NULL;
+    if (n > 0 && dst->p != NULL && s >= dst->p && s < dst->p + dst->cap) {
+        tmp = keel_malloc(n);
+        if (tmp == NULL)
+            return KEEL_ENOMEM;
+        memcpy(tmp, s, n);
+        s = tmp;
+    }
+    keel__lbuf_reset(dst);
+    keel__lbuf_put(dst, s != NULL ? s : "", n);
+    keel_free(tmp);
+    if (dst->err) {
+        keel_err e = dst->err == KEEL_ETOOBIG ? KEEL_ETOOBIG : KEEL_ENOMEM;
+        keel__lbuf_reset(dst);
+        return e;
+    }
+    *out = (keel_str){dst->p, dst->len};
+    return KEEL_OK;
+}
+
+keel_err keel_log_record_set_message(keel_log_record *r, const char *s, size_t n)
+{
+    if (r == NULL)
+        return KEEL_EINVAL;
+    keel_str v;
+    keel_err e = set_copy(&r->msg_repl, s, n, &v);
+    if (e == KEEL_OK)
+        r->msg = v;
+    return e;
+}
+
+keel_err keel_log_record_set_field_str(keel_log_record *r, size_t i, const char *s, size_t n)
+{
+    if (r == NULL)
+        return KEEL_EINVAL;
+    if (i >= r->nfields)
+        return KEEL_ERANGE;
+    keel_str v;
+    keel_err e = set_copy(&r->f[i].repl, s, n, &v);
+    if (e == KEEL_OK) {
+        keel__log_rfield *f = &r->f[i];
+        f->type = KEEL_LOG_FIELD_STR;
+        f->is_null = 0;
+        f->s = v.ptr;
+        f->slen = v.len;
+    }
+    return e;
+}
+
+void keel__log_record_cleanup(keel_log_record *r)
+{
+    for (size_t i = 0; i < KEEL_LOG_FIELDS_MAX; i++)
+        keel__lbuf_free(&r->f[i].repl);
+    keel__lbuf_free(&r->msg_repl);
+}
+
+/* =========================================================== lifecycle == */
+
+void keel_log_config_default(keel_log_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->size = sizeof *cfg;
+    cfg->dir = NULL;
+    cfg->level = KEEL_LOG_LEVEL_INFO;
+    cfg->console = KEEL_LOG_CONSOLE_TEXT;
+    cfg->console_color = -1;
+    cfg->queue_capacity = 16384;
+    cfg->overflow = KEEL_LOG_OVERFLOW_DROP;
+    cfg->rotate_bytes = 10u * 1024u * 1024u;
+    cfg->rotate_backups = 5;
+}
+
+/* Merge a caller's config (possibly an older, shorter struct) over the defaults. */
+static keel_err config_take(keel_log_config *c, const keel_log_config *in)
+{
+    keel_log_config_default(c);
+    if (in == NULL)
+        return KEEL_OK;
+    if (in->size < sizeof(size_t) || in->size > sizeof *c)
+        return KEEL_EINVAL;
+    memcpy(c, in, in->size);
+    c->size = sizeof *c;
+    if ((int)c->level < KEEL_LOG_LEVEL_DEBUG || (int)c->level > KEEL_LOG_LEVEL_CRITICAL)
+        return KEEL_EINVAL;
+    if ((int)c->console < KEEL_LOG_CONSOLE_OFF || (int)c->console > KEEL_LOG_CONSOLE_JSON)
+        return KEEL_EINVAL;
+    if (c->overflow != KEEL_LOG_OVERFLOW_DROP && c->overflow != KEEL_LOG_OVERFLOW_BLOCK)
+        return KEEL_EINVAL;
+    if (c->queue_capacity == 0 || c->queue_capacity > QUEUE_MAX)
+        return KEEL_EINVAL;
+    if (c->rotate_backups > BACKUPS_MAX)
+        return KEEL_EINVAL;
+    if (c->dir != NULL && c->dir[0] == '\0')
+        return KEEL_EINVAL;
+    return KEEL_OK;
+}
+
+keel_err keel_log_start(const keel_log_config *cfg)
+{
+    keel_log_config c;
+    keel_err e = config_take(&c, cfg);
+    if (e != KEEL_OK)
+        return e;
+    pthread_once(&g_once, init_once);
+    pthread_mutex_lock(&g_life_mu);
+    if (g_started) {
+        pthread_mutex_unlock(&g_life_mu);
+        return KEEL_ESTATE;
+    }
+    slot *ring = keel_calloc(c.queue_capacity, sizeof *ring);
+    if (ring == NULL) {
+        pthread_mutex_unlock(&g_life_mu);
+        return KEEL_ENOMEM;
+    }
+    e = keel__log_sinks_open(&g_sinks, &c);
+    if (e != KEEL_OK) {
+        keel_free(ring);
+        pthread_mutex_unlock(&g_life_mu);
+        return e;
+    }
+    for (size_t i = 0; i < KEEL_LOG_FIELDS_MAX; i++)
+        keel__lbuf_init(&g_wrec.f[i].repl, KEEL__LOG_SET_MAX);
+    keel__lbuf_init(&g_wrec.msg_repl, KEEL__LOG_SET_MAX);
+
+    pthread_mutex_lock(&g.mu);
+    g.ring = ring;
+    g.cap = c.queue_capacity;
+    g.head = g.count = 0;
+    g.overflow = c.overflow;
+    g.stopping = 0;
+    pthread_mutex_unlock(&g.mu);
+
+    /* The writer takes no signals: they belong to the application's threads,
+     * and a blocked SIGPIPE turns a broken stderr pipe into EPIPE. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&g_thread, NULL, writer_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_mutex_lock(&g.mu);
+        g.ring = NULL;
+        g.cap = 0;
+        pthread_mutex_unlock(&g.mu);
+        keel__log_sinks_close(&g_sinks);
+        keel__log_record_cleanup(&g_wrec);
+        keel_free(ring);
+        pthread_mutex_unlock(&g_life_mu);
+        return rc == ENOMEM || rc == EAGAIN ? KEEL_ENOMEM : KEEL_EINTERNAL;
+    }
+    pthread_mutex_lock(&g.mu);
+    g.running = 1;
+    pthread_mutex_unlock(&g.mu);
+    g_started = 1;
+
+    pthread_mutex_lock(&g_level_mu);
+    atomic_store_explicit(&g_level, (int)c.level, memory_order_relaxed);
+    g_cfg_active = 1;
+    g_cfg_console = c.console != KEEL_LOG_CONSOLE_OFF;
+    g_cfg_files = c.dir != NULL;
+    recompute_threshold();
+    pthread_mutex_unlock(&g_level_mu);
+    pthread_mutex_unlock(&g_life_mu);
+    return KEEL_OK;
+}
+
+void keel_log_stop(void)
+{
+    if (tl_is_writer)
+        return; /* from the hook: the writer cannot join itself */
+    pthread_mutex_lock(&g_life_mu);
+    if (!g_started) {
+        pthread_mutex_unlock(&g_life_mu);
+        return;
+    }
+    pthread_mutex_lock(&g.mu);
+    g.running = 0;
+    g.stopping = 1;
+    pthread_cond_broadcast(&g.not_empty);
+    pthread_cond_broadcast(&g.not_full);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(g_thread, NULL);
+
+    keel__log_sinks_close(&g_sinks);
+    keel__log_record_cleanup(&g_wrec);
+    pthread_mutex_lock(&g.mu);
+    KEEL_ASSERT(g.count == 0);
+    keel_free(g.ring);
+    g.ring = NULL;
+    g.cap = g.head = g.count = 0;
+    g.stopping = 0;
+    if (g.flush_waiters)
+        pthread_cond_broadcast(&g.done);
+    pthread_mutex_unlock(&g.mu);
+    g_started = 0;
+
+    pthread_mutex_lock(&g_level_mu);
+    g_cfg_active = 0;
+    recompute_threshold();
+    pthread_mutex_unlock(&g_level_mu);
+    pthread_mutex_unlock(&g_life_mu);
+}
+
+keel_err keel_log_flush(uint64_t timeout_ms)
+{
+    if (tl_is_writer)
+        return KEEL_EBUSY;
+    pthread_once(&g_once, init_once);
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    uint64_t t = KEEL_MIN(timeout_ms, (uint64_t)365 * 24 * 3600 * 1000);
+    dl.tv_sec += (time_t)(t / 1000);
+    dl.tv_nsec += (long)(t % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    keel_err e = KEEL_OK;
+    pthread_mutex_lock(&g.mu);
+    uint64_t target = g.seq_in;
+    g.flush_waiters++;
+    while (g.seq_done < target && (g.running || g.stopping)) {
+        if (timeout_ms == 0 || pthread_cond_timedwait(&g.done, &g.mu, &dl) == ETIMEDOUT) {
+            e = g.seq_done >= target ? KEEL_OK : KEEL_ETIMEOUT;
+            break;
+        }
+    }
+    g.flush_waiters--;
+    pthread_mutex_unlock(&g.mu);
+    return e;
+}
+
+void keel_log_stats_get(keel_log_stats *out)
+{
+    if (out == NULL)
+        return;
+    out->written = atomic_load_explicit(&st_written, memory_order_relaxed);
+    out->dropped = atomic_load_explicit(&st_dropped, memory_order_relaxed);
+    out->filtered = atomic_load_explicit(&st_filtered, memory_order_relaxed);
+    out->write_errors = atomic_load_explicit(&st_errors, memory_order_relaxed);
+    pthread_mutex_lock(&g.mu);
+    out->queued = g.count;
+    pthread_mutex_unlock(&g.mu);
+}

@@ -1,0 +1,25 @@
+/* http_int.h - private declarations of the http module. */
+#ifndef KEEL_HTTP_INT_H
+#define KEEL_HTTP_INT_H
+
+#include "keel_int.h"
+
+#include <keel/http.h>
+
+#define KEEL__ROUTE_MAX_PARAMS 8
+#define KEEL__CTX_SLOTS 8
+#define KEEL__REQUEST_ID_MAX 64
+
+/* Rewrite a versionless path under a versioned base (see keel_router_version).
+ * Returns the rewritten path in arena memory, path itself when nothing applies, or NULL when
+ * the requested version is malformed. */
+const char *keel__router_version_rewrite(const keel_router *r, const char *path,
+                                         const char *header, keel_arena *a);
+
+/* Called by the server for the built-in routes. */
+keel_err keel__builtin_routes(keel_router *r, keel_server *s);
+
+/* Whether the server is draining, for Connection: close and readiness. */
+int keel__server_draining(const keel_server *s);
+
+#endif
