@@ -271,8 +271,8 @@ declare -A MED_RPS MED_P99 MED_CPU MED_RPC RSS_KIB
 # print a row per run and the medians, record the medians, stop the server.
 measure() {
   local target=$1 dir=$TMP/$1 port='' pid='' url pids t0 t1 run f
-  local rps p99 p99ms reqs cpu rpc non2xx sockerr hdr_bytes body_bytes
-  local -a a_rps=() a_p99=() a_cpu=() a_rpc=()
+  local rps p99 p99ms reqs cpu rpc non2xx sockerr hdr_bytes body_bytes c0 c1 other
+  local -a a_rps=() a_p99=() a_cpu=() a_rpc=() a_other=()
   mkdir -p "$dir"
 
   for _ in 1 2 3; do
@@ -324,15 +324,17 @@ measure() {
       { cat "$dir/wrk-warmup.txt" >&2; bench_die "wrk failed against $target"; }
     echo "   warm-up: ${BENCH_WARMUP_SECONDS} s, $(bench_wrk_field "$dir/wrk-warmup.txt" rps) req/s"
   fi
-  printf '   %-6s %12s %9s %13s %14s\n' run req/s 'p99 ms' 'server CPU s' 'req/CPU-s'
+  printf '   %-6s %12s %9s %13s %14s %14s\n' run req/s 'p99 ms' 'server CPU s' 'req/CPU-s' 'other CPU s'
 
   for run in $(seq 1 "$BENCH_RUNS"); do
     f=$dir/wrk-$run.txt
     # Re-read the worker list each run: nginx could have replaced a worker.
     mapfile -t pids < <(server_pids "$pid")
+    c0=$(bench_core_busy_ticks "$SERVER_CPU") || bench_die "CPU $SERVER_CPU not in /proc/stat"
     t0=$(bench_cpu_ticks "${pids[@]}") || bench_die "$target exited"
     run_wrk "$BENCH_SECONDS" "$url" "$f" || { cat "$f" >&2; bench_die "wrk failed against $target"; }
     t1=$(bench_cpu_ticks "${pids[@]}") || bench_die "$target exited during run $run"
+    c1=$(bench_core_busy_ticks "$SERVER_CPU") || bench_die "CPU $SERVER_CPU not in /proc/stat"
 
     rps=$(bench_wrk_field "$f" rps) || bench_die "cannot read Requests/sec from $f"
     reqs=$(bench_wrk_field "$f" requests) || bench_die "cannot read the request count from $f"
@@ -341,15 +343,23 @@ measure() {
     non2xx=$(bench_wrk_field "$f" non2xx)
     sockerr=$(bench_wrk_field "$f" sockerr)
     cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d / hz }')
+    # Time the server's CPU spent on anything but the server (wrk included
+    # when they share a CPU); a large value means the run was disturbed.
+    other=$(awk -v d=$(((c1 - c0) - (t1 - t0))) -v hz="$CLK_TCK" 'BEGIN { if (d < 0) d = 0; printf "%.2f", d / hz }')
     rpc=$(awk -v r="$reqs" -v d=$((t1 - t0)) -v hz="$CLK_TCK" 'BEGIN { if (d > 0) printf "%.0f", r * hz / d; else print "nan" }')
 
-    printf '   %-6s %12s %9s %13s %14s\n' "$run" "$rps" "$p99ms" "$cpu" "$rpc"
+    printf '   %-6s %12s %9s %13s %14s %14s\n' "$run" "$rps" "$p99ms" "$cpu" "$rpc" "$other"
+    if [ "$SERVER_CPU" != "$CLIENT_CPU" ] &&
+      awk -v o="$other" -v s="$BENCH_SECONDS" 'BEGIN { exit !(o > 0.05 * s) }'; then
+      bench_warn "$target run $run: CPU $SERVER_CPU spent $other s on other work; the machine is not idle, numbers are suspect"
+    fi
     if [ "$non2xx" != 0 ] || [ "$sockerr" != 0 ]; then
       bench_warn "$target run $run: $non2xx non-2xx responses, $sockerr socket errors (see wrk report; numbers are suspect)"
     fi
     a_rps+=("$rps")
     a_p99+=("$p99ms")
     a_cpu+=("$cpu")
+    a_other+=("$other")
     [ "$rpc" = nan ] || a_rpc+=("$rpc")
   done
 
@@ -361,8 +371,8 @@ measure() {
   else
     MED_RPC[$target]=nan
   fi
-  printf '   %-6s %12s %9s %13s %14s\n' median "${MED_RPS[$target]}" "${MED_P99[$target]}" \
-    "${MED_CPU[$target]}" "${MED_RPC[$target]}"
+  printf '   %-6s %12s %9s %13s %14s %14.2f\n' median "${MED_RPS[$target]}" "${MED_P99[$target]}" \
+    "${MED_CPU[$target]}" "${MED_RPC[$target]}" "$(bench_median "${a_other[@]}")"
 
   mapfile -t pids < <(server_pids "$pid")
   RSS_KIB[$target]=$(bench_rss_kib "${pids[@]}") || bench_die "$target exited after the runs"
@@ -387,8 +397,9 @@ verdict() {
 echo "keel HTTP benchmark: GET $PATH_URL"
 echo "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "machine: $(nproc) CPUs, $(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr)"
+echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min load average before the runs)"
 echo "tools:   $("$WRK" --version 2>&1 | awk 'NR == 1 { print $1, $2 }'), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
-echo "load:    wrk -t$BENCH_THREADS -c$BENCH_CONNECTIONS, warm-up ${BENCH_WARMUP_SECONDS} s, then $BENCH_RUNS x ${BENCH_SECONDS} s"
+echo "client:  wrk -t$BENCH_THREADS -c$BENCH_CONNECTIONS, warm-up ${BENCH_WARMUP_SECONDS} s, then $BENCH_RUNS x ${BENCH_SECONDS} s"
 case " $BENCH_TARGETS " in *" keeld "*) echo "keeld:   $KEELD" ;; esac
 
 case " $BENCH_TARGETS " in *" keeld "*) ;; *) printf '%s' "$DEFAULT_BODY" >"$TMP/body.json" ;; esac

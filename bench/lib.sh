@@ -75,6 +75,14 @@ bench_cpu_ticks() {
   echo "$total"
 }
 
+# bench_core_busy_ticks CPU: print the ticks CPU has spent running tasks
+# (user + nice + system) plus the ticks the hypervisor stole from it, from
+# /proc/stat.  Interrupt and softirq time are left out: loopback traffic of
+# the benchmark itself lands there.
+bench_core_busy_ticks() {
+  awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $9; found = 1 } END { exit !found }' /proc/stat
+}
+
 # bench_rss_kib PID...: print the summed VmRSS of the given processes, in KiB.
 bench_rss_kib() {
   local pid kib total=0

@@ -90,8 +90,11 @@ int main(int argc, char **argv)
     keel_log_config_default(&lc);
     lc.dir = st->log_dir;
     lc.level = (keel_log_level)st->log_level;
-    lc.console = st->environment == KEEL_ENVIRONMENT_PRODUCTION ? KEEL_LOG_CONSOLE_JSON
-                                                                : KEEL_LOG_CONSOLE_TEXT;
+    static const keel_log_console consoles[] = {KEEL_LOG_CONSOLE_TEXT, KEEL_LOG_CONSOLE_TEXT,
+                                                KEEL_LOG_CONSOLE_JSON, KEEL_LOG_CONSOLE_OFF};
+    lc.console = consoles[st->log_console < 4 ? st->log_console : 0];
+    if (st->log_console == 0 && st->environment == KEEL_ENVIRONMENT_PRODUCTION)
+        lc.console = KEEL_LOG_CONSOLE_JSON;
     lc.queue_capacity = st->log_queue_size;
     lc.overflow = st->log_overflow_block ? KEEL_LOG_OVERFLOW_BLOCK : KEEL_LOG_OVERFLOW_DROP;
     if ((e = keel_log_start(&lc)) != KEEL_OK) {

@@ -98,6 +98,8 @@ typedef struct keel_allocator {
 } keel_allocator;
 
 /** Replace the allocator.  Call before any other keel_* function; NULL restores malloc.
+ *  jansson is pointed at the same hook (json_set_alloc_funcs), so JSON values built by keel
+ *  and by handlers are accounted for too; NULL restores jansson's malloc/free as well.
  *  Thread-safety: not thread-safe; call once at startup. */
 KEEL_API keel_err keel_set_allocator(const keel_allocator *a);
 /** Allocate through the hook; NULL on failure.  Memory returned by keel functions documented

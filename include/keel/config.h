@@ -176,7 +176,8 @@ typedef enum keel_environment {
 
 /** The validated settings of a keel process.  Transparent and read-only: every
  *  pointer is owned by the struct and valid until keel_settings_destroy().
- *  In keel_settings_load() a variable set to only blanks counts as unset.
+ *  In keel_settings_load() values are trimmed of ASCII blanks and a variable set to
+ *  only blanks counts as unset.
  *  Variable, default and accepted range are given per field. */
 typedef struct keel_settings {
     size_t size; /* sizeof(keel_settings) of the library that filled it */
@@ -195,8 +196,8 @@ typedef struct keel_settings {
     /* LOG_LEVEL: DEBUG|INFO|WARNING (or WARN)|ERROR|CRITICAL, any case; INFO.
      * Stored as the Python logging number: 10, 20, 30, 40, 50. */
     int log_level;
-    const char *log_dir;    /* LOG_DIR ("logs") */
-    uint32_t log_queue_size; /* LOG_QUEUE_SIZE (16384, 16..1048576) */
+    const char *log_dir;     /* LOG_DIR ("logs") */
+    uint32_t log_queue_size; /* LOG_QUEUE_SIZE (4096, 16..1048576) */
     bool log_overflow_block; /* LOG_OVERFLOW: drop (false, default) | block (true) */
 
     /* DATABASE_URL ("sqlite:./var/keel.db"): "sqlite:", "postgres://" or "postgresql://"
@@ -255,8 +256,12 @@ typedef struct keel_settings {
     uint32_t http_max_connections_per_ip;
     /* HTTP_CONNECTION_TIMEOUT_SECONDS (30; 1..3600). */
     uint32_t http_connection_timeout_seconds;
-    /* HTTP_CONNECTION_MEMORY_LIMIT (65536 bytes; 8192..1073741824). */
+    /* HTTP_CONNECTION_MEMORY_LIMIT (32768 bytes, libmicrohttpd's default: it holds the request line and headers, and MHD clears it per request; 8192..1073741824). */
     uint32_t http_connection_memory_limit;
+
+    /* LOG_CONSOLE: auto (0, default: coloured text in development and test, JSON lines in
+     * production) | text (1) | json (2) | off (3).  The files under LOG_DIR are unaffected. */
+    uint32_t log_console;
 } keel_settings;
 
 /** Read and validate every setting from env.

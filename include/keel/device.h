@@ -38,22 +38,23 @@ typedef enum keel_device_type {
  *  ("10.15.7", "17.4", "14"), Windows versions are marketing names ("10", "11", "8.1"). */
 typedef struct keel_device_info {
     keel_device_type type;
-    char os[32];              /* "Windows", "macOS", "iOS", "iPadOS", "Android", "Linux", "ChromeOS" */
+    char os[32]; /* "Windows", "macOS", "iOS", "iPadOS", "Android", "Linux", "ChromeOS" */
     char os_version[24];
-    char browser[32];         /* "Chrome", "Edge", "Firefox", "Safari", "Opera", "Samsung Internet", "curl"... */
+    char browser[32]; /* "Chrome", "Edge", "Firefox", "Safari", "Opera", "Samsung Internet",
+                         "curl"... */
     char browser_version[24];
-    char app_version[24];     /* from X-App-Version: [0-9A-Za-z.+_-] prefix of the value */
+    char app_version[24]; /* from X-App-Version: [0-9A-Za-z.+_-] prefix of the value */
 } keel_device_info;
 
 /** The request headers the parser looks at.  All slices are borrowed and may be
  *  empty ({NULL, 0}) when the header is absent. */
 typedef struct keel_device_headers {
-    keel_str user_agent;                /* User-Agent */
-    keel_str sec_ch_ua;                 /* Sec-CH-UA (structured-field list of brands) */
-    keel_str sec_ch_ua_platform;        /* Sec-CH-UA-Platform (sf-string, e.g. "\"macOS\"") */
-    keel_str sec_ch_ua_mobile;          /* Sec-CH-UA-Mobile (sf-boolean, "?1" or "?0") */
+    keel_str user_agent;                 /* User-Agent */
+    keel_str sec_ch_ua;                  /* Sec-CH-UA (structured-field list of brands) */
+    keel_str sec_ch_ua_platform;         /* Sec-CH-UA-Platform (sf-string, e.g. "\"macOS\"") */
+    keel_str sec_ch_ua_mobile;           /* Sec-CH-UA-Mobile (sf-boolean, "?1" or "?0") */
     keel_str sec_ch_ua_platform_version; /* Sec-CH-UA-Platform-Version (sf-string) */
-    keel_str x_app_version;             /* X-App-Version (free text from our own apps) */
+    keel_str x_app_version;              /* X-App-Version (free text from our own apps) */
 } keel_device_headers;
 
 /** Parse the headers in h into *out (which is fully overwritten).

@@ -101,7 +101,8 @@ typedef struct keel_log_field {
     } v;
 } keel_log_field;
 
-#define KEEL_LF_STR(k, str) ((keel_log_field){(k), KEEL_LOG_FIELD_STR, KEEL_LOG_STRLEN, {.s = (str)}})
+#define KEEL_LF_STR(k, str)                                                                        \
+    ((keel_log_field){(k), KEEL_LOG_FIELD_STR, KEEL_LOG_STRLEN, {.s = (str)}})
 #define KEEL_LF_STRN(k, str, n) ((keel_log_field){(k), KEEL_LOG_FIELD_STR, (n), {.s = (str)}})
 #define KEEL_LF_INT(k, x) ((keel_log_field){(k), KEEL_LOG_FIELD_INT, 0, {.i = (int64_t)(x)}})
 #define KEEL_LF_DOUBLE(k, x) ((keel_log_field){(k), KEEL_LOG_FIELD_DOUBLE, 0, {.d = (double)(x)}})
@@ -134,11 +135,11 @@ KEEL_API int keel_log_enabled(const keel_logger *lg, keel_log_level lv);
  *  with KEEL_LOG_OVERFLOW_BLOCK waits for queue space.  Ownership: copies everything it is
  *  given before returning.  Errors: none reported; records lost to a full queue are counted
  *  in keel_log_stats().  Records emitted from inside the hook are dropped (and counted). */
-KEEL_API void keel_log_write(keel_logger *lg, keel_log_level lv, const char *file, int line,
+KEEL_API void keel_log_write(const keel_logger *lg, keel_log_level lv, const char *file, int line,
                              const char *func, const keel_log_field *fields, size_t nfields,
                              const char *fmt, ...) KEEL_PRINTF(8, 9);
-/** keel_log_write() with a va_list. */
-KEEL_API void keel_log_vwrite(keel_logger *lg, keel_log_level lv, const char *file, int line,
+/** keel_log_write() with a va_list (same contract; ap is consumed). */
+KEEL_API void keel_log_vwrite(const keel_logger *lg, keel_log_level lv, const char *file, int line,
                               const char *func, const keel_log_field *fields, size_t nfields,
                               const char *fmt, va_list ap) KEEL_PRINTF(8, 0);
 
@@ -178,19 +179,24 @@ typedef struct keel_log_context {
  *  "" unsets it.  Every record the thread emits afterwards carries it.
  *  Thread-safety: affects only the calling thread. Ownership: copies id. Errors: none. */
 KEEL_API void keel_log_context_set_request_id(const char *id);
-/** Set the calling thread's user id; same rules as keel_log_context_set_request_id(). */
+/** Set the calling thread's user id; same rules as keel_log_context_set_request_id().
+ *  Thread-safety: calling thread only. Ownership: copies id. Errors: none. */
 KEEL_API void keel_log_context_set_user_id(const char *id);
-/** Unset both ids of the calling thread (call it when a request ends). */
+/** Unset both ids of the calling thread (call it when a request ends).
+ *  Thread-safety: calling thread only. Errors: none. */
 KEEL_API void keel_log_context_clear(void);
 /** The calling thread's request id, or NULL when unset.
  *  Ownership: borrowed thread-local storage, valid until the thread changes its context. */
 KEEL_API const char *keel_log_context_request_id(void);
-/** The calling thread's user id, or NULL when unset (same ownership as the request id). */
+/** The calling thread's user id, or NULL when unset (same ownership as the request id).
+ *  Thread-safety: calling thread only. Errors: none. */
 KEEL_API const char *keel_log_context_user_id(void);
-/** Copy the calling thread's context into *out. Thread-safety: calling thread only. */
+/** Copy the calling thread's context into *out (NULL is ignored).
+ *  Thread-safety: calling thread only. Ownership: out is the caller's. Errors: none. */
 KEEL_API void keel_log_context_save(keel_log_context *out);
 /** Make *c (from keel_log_context_save(), possibly on another thread) the calling thread's
- *  context; NULL clears it.  Ownership: copies c. */
+ *  context; NULL clears it.
+ *  Thread-safety: calling thread only. Ownership: copies c. Errors: none. */
 KEEL_API void keel_log_context_restore(const keel_log_context *c);
 
 /* ------------------------------------------------------------------ hook -- */
@@ -211,11 +217,15 @@ typedef int (*keel_log_hook_fn)(keel_log_record *rec, void *ud);
  *  Thread-safety: any thread. Ownership: borrows ud until the hook is replaced. */
 KEEL_API keel_err keel_log_set_hook(keel_log_hook_fn fn, void *ud);
 
+/* The accessors below: Thread-safety: inside the hook only. Ownership: results are borrowed
+ * from the record, valid until the hook returns. Errors: none (NULL r or a bad index gives
+ * the documented empty value). */
+
 /** Level of the record. */
 KEEL_API keel_log_level keel_log_record_level(const keel_log_record *r);
 /** Logger name of the record (borrowed, process lifetime). */
 KEEL_API const char *keel_log_record_logger(const keel_log_record *r);
-/** The message bytes (not NUL-terminated; borrowed until the hook returns or the message is set). */
+/** The message bytes (not NUL-terminated; valid until the hook returns or the message is set). */
 KEEL_API keel_str keel_log_record_message(const keel_log_record *r);
 /** Number of fields (the "exception" field included). */
 KEEL_API size_t keel_log_record_nfields(const keel_log_record *r);
@@ -258,13 +268,14 @@ typedef struct keel_log_config {
     keel_log_level level;     /* minimum level (default INFO); app.json is never below INFO */
     keel_log_console console; /* stderr output (default KEEL_LOG_CONSOLE_TEXT) */
     int console_color;        /* 1 ANSI colours, 0 none, -1 (default) when stderr is a tty */
-    size_t queue_capacity;    /* records (default 16384, 1 .. 1048576) */
+    size_t queue_capacity;    /* records (default 4096, 1 .. 1048576) */
     keel_log_overflow overflow; /* default KEEL_LOG_OVERFLOW_DROP */
-    uint64_t rotate_bytes;    /* rotate a file before it would exceed this (default 10 MiB); 0 = never */
+    uint64_t rotate_bytes;    /* rotate before a file would pass this (default 10 MiB); 0 = never */
     unsigned rotate_backups;  /* keep name.1 .. name.N (default 5, at most 100); 0 = truncate */
 } keel_log_config;
 
-/** Set cfg to the defaults listed in keel_log_config.  Thread-safety: any thread. */
+/** Set cfg to the defaults listed in keel_log_config (NULL is ignored).
+ *  Thread-safety: any thread. Ownership: cfg is the caller's. Errors: none. */
 KEEL_API void keel_log_config_default(keel_log_config *cfg);
 
 /** Start the global logger: create the directory (mkdir -p), open the files, start the writer
@@ -282,9 +293,10 @@ KEEL_API void keel_log_stop(void);
  *  @return KEEL_OK (also when the logger is not running), KEEL_ETIMEOUT.
  *  Thread-safety: any thread except the hook (which would wait for itself: KEEL_EBUSY). */
 KEEL_API KEEL_NODISCARD keel_err keel_log_flush(uint64_t timeout_ms);
-/** Change the minimum level at run time (before or after start). */
+/** Change the minimum level at run time (before or after start; keel_log_start() sets it
+ *  from the config).  Thread-safety: any thread. Errors: none. */
 KEEL_API void keel_log_set_level(keel_log_level lv);
-/** The current minimum level. */
+/** The current minimum level.  Thread-safety: any thread. Errors: none. */
 KEEL_API keel_log_level keel_log_get_level(void);
 
 /** Counters since process start (monotonic except queued). */
@@ -296,7 +308,8 @@ typedef struct keel_log_stats {
     uint64_t queued;       /* current queue depth */
 } keel_log_stats;
 
-/** Fill *out with the current counters.  Thread-safety: any thread. Errors: none. */
+/** Fill *out with the current counters (NULL is ignored).  Named _get because C does not let
+ *  a function share the keel_log_stats type's name.  Thread-safety: any thread. Errors: none. */
 KEEL_API void keel_log_stats_get(keel_log_stats *out);
 
 #ifdef __cplusplus

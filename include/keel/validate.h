@@ -78,17 +78,17 @@ typedef struct keel_schema keel_schema;
  *  For KEEL_SCHEMA_ARRAY fields, min_len/max_len bound the number of items, and the
  *  item checks (items, object, has_min/has_max, format, one_of) apply to each item. */
 typedef struct keel_schema_field {
-    const char *name;      /* member name (NUL-terminated) */
+    const char *name; /* member name (NUL-terminated) */
     keel_schema_type type;
-    unsigned flags;        /* KEEL_SCHEMA_REQUIRED | KEEL_SCHEMA_NULLABLE */
-    int has_min, has_max;  /* numbers: inclusive range [min, max] */
+    unsigned flags;       /* KEEL_SCHEMA_REQUIRED | KEEL_SCHEMA_NULLABLE */
+    int has_min, has_max; /* numbers: inclusive range [min, max] */
     double min, max;
-    size_t min_len;        /* strings: code points; arrays: items */
-    size_t max_len;        /* 0 = unbounded */
-    keel_schema_format format;      /* strings (or string items) */
-    const char *const *one_of;      /* NULL-terminated list of allowed strings, or NULL */
-    const keel_schema *object;      /* object schema of an OBJECT field or of OBJECT items */
-    keel_schema_type items;         /* item type of an ARRAY (0 = any, or OBJECT if object set) */
+    size_t min_len;            /* strings: code points; arrays: items */
+    size_t max_len;            /* 0 = unbounded */
+    keel_schema_format format; /* strings (or string items) */
+    const char *const *one_of; /* NULL-terminated list of allowed strings, or NULL */
+    const keel_schema *object; /* object schema of an OBJECT field or of OBJECT items */
+    keel_schema_type items;    /* item type of an ARRAY (0 = any, or OBJECT if object set) */
 } keel_schema_field;
 
 /** An object schema.  allow_unknown = 0 rejects members not listed ("extra_forbidden"). */
@@ -139,9 +139,8 @@ KEEL_API KEEL_NODISCARD keel_err keel_validate_parse_object(const char *body, si
  *  Thread-safety: any thread.  Ownership: as keel_validate_parse_object() and
  *  keel_validate_json(). */
 KEEL_API KEEL_NODISCARD keel_err keel_validate_body(const char *body, size_t len,
-                                                    const keel_schema *schema,
-                                                    const char *loc_root, json_t **out,
-                                                    json_t *errors, keel_diag *diag);
+                                                    const keel_schema *schema, const char *loc_root,
+                                                    json_t **out, json_t *errors, keel_diag *diag);
 
 #ifdef __cplusplus
 }

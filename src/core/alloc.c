@@ -3,6 +3,8 @@
 
 #include <stdlib.h>
 
+#include <jansson.h>
+
 static void *std_alloc(void *ctx, size_t n)
 {
     KEEL_UNUSED(ctx);
@@ -25,11 +27,14 @@ keel_err keel_set_allocator(const keel_allocator *a)
 {
     if (a == NULL) {
         g_alloc = (keel_allocator){std_alloc, std_realloc, std_free, NULL};
+        json_set_alloc_funcs(malloc, free);
         return KEEL_OK;
     }
     if (a->alloc == NULL || a->realloc == NULL || a->free == NULL)
         return KEEL_EINVAL;
     g_alloc = *a;
+    /* JSON values built by keel (and by the application) go through the same hook. */
+    json_set_alloc_funcs(keel_malloc, keel_free);
     return KEEL_OK;
 }
 

@@ -160,8 +160,8 @@ static keel_err env_build(keel_env **out, const char *const *vars, const char *t
     return KEEL_OK;
 }
 
-keel_err keel_env_from(keel_env **out, const char *const *vars, const char *dotenv_text,
-                       size_t len, keel_diag *diag)
+keel_err keel_env_from(keel_env **out, const char *const *vars, const char *dotenv_text, size_t len,
+                       keel_diag *diag)
 {
     return env_build(out, vars, dotenv_text, len, diag, NULL);
 }
@@ -410,8 +410,8 @@ keel_err keel_env_get_choice(const keel_env *e, const char *name, const char *co
 }
 
 /* Split s (len bytes) at commas into a single-allocation NULL-terminated array. */
-static keel_err split_list(const char *s, size_t len, const char *name, char ***out,
-                           size_t *count, keel_diag *diag)
+static keel_err split_list(const char *s, size_t len, const char *name, char ***out, size_t *count,
+                           keel_diag *diag)
 {
     size_t items = 0, bytes = 0;
     const char *p = s, *end = s + len;
@@ -551,8 +551,7 @@ static bool rd_bool(lctx *c, const char *name, bool def)
     return v;
 }
 
-static size_t rd_choice(lctx *c, const char *name, const char *const *choices, size_t n,
-                        size_t def)
+static size_t rd_choice(lctx *c, const char *name, const char *const *choices, size_t n, size_t def)
 {
     size_t v = def;
     keel_diag d;
@@ -623,16 +622,43 @@ static char **rd_list(lctx *c, const char *name, const char *def, size_t *count)
 
 static bool is_placeholder(keel_str v)
 {
-    static const char *const exact[] = {
-        "changeme",        "change-me",       "change_me",   "secret",     "secret-key",
-        "secret_key",      "secretkey",       "supersecret", "placeholder", "your-secret-key",
-        "your_secret_key", "yoursecretkey",   "dev",         "development", "test",
-        "testing",         "password",        "default",     "example",    "insecure",
-        "key",             "jwt-secret",      "jwt_secret",  "jwtsecret",  "todo",
-        "xxx",             "none",            "null",        "mysecret",   "my-secret",
-        "access-secret",   "refresh-secret",  "s3cr3t",      "12345678",   "123456"};
-    static const char *const prefix[] = {"change", "your-", "your_", "replace", "insecure",
-                                         "placeholder", "dummy", "example"};
+    static const char *const exact[] = {"changeme",
+                                        "change-me",
+                                        "change_me",
+                                        "secret",
+                                        "secret-key",
+                                        "secret_key",
+                                        "secretkey",
+                                        "supersecret",
+                                        "placeholder",
+                                        "your-secret-key",
+                                        "your_secret_key",
+                                        "yoursecretkey",
+                                        "dev",
+                                        "development",
+                                        "test",
+                                        "testing",
+                                        "password",
+                                        "default",
+                                        "example",
+                                        "insecure",
+                                        "key",
+                                        "jwt-secret",
+                                        "jwt_secret",
+                                        "jwtsecret",
+                                        "todo",
+                                        "xxx",
+                                        "none",
+                                        "null",
+                                        "mysecret",
+                                        "my-secret",
+                                        "access-secret",
+                                        "refresh-secret",
+                                        "s3cr3t",
+                                        "12345678",
+                                        "123456"};
+    static const char *const prefix[] = {"change",   "your-",       "your_", "replace",
+                                         "insecure", "placeholder", "dummy", "example"};
     for (size_t i = 0; i < KEEL_ARRAY_LEN(exact); i++)
         if (keel_str_ieq(v, keel_str_c(exact[i])))
             return true;
@@ -652,8 +678,9 @@ static bool key_bad(lctx *c, const char *name, keel_str v, const char *alg)
         return true;
     }
     if (is_placeholder(v)) {
-        bad(c, "%s: is a well-known placeholder; set a random value "
-               "(e.g. openssl rand -base64 48)",
+        bad(c,
+            "%s: is a well-known placeholder; set a random value "
+            "(e.g. openssl rand -base64 48)",
             name);
         return true;
     }
@@ -807,6 +834,7 @@ static const char *const ENVIRONMENTS[] = {"development", "production", "test"};
 static const char *const LOG_LEVELS[] = {"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"};
 static const int LOG_LEVEL_NUMS[] = {10, 20, 30, 30, 40, 50};
 static const char *const OVERFLOWS[] = {"drop", "block"};
+static const char *const CONSOLES[] = {"auto", "text", "json", "off"};
 static const char *const JWT_ALGS[] = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
                                        "ES256", "ES384", "PS256", "PS384", "PS512", "EdDSA"};
 
@@ -848,8 +876,9 @@ static void load_host(lctx *c)
         ok = ch > 0x20 && ch != 0x7f;
     }
     if (!ok) {
-        bad(c, "HOST: must be a host name or IP address without blanks (at most 255 bytes), "
-               "got '%s'",
+        bad(c,
+            "HOST: must be a host name or IP address without blanks (at most 255 bytes), "
+            "got '%s'",
             show(v).s);
         return;
     }
@@ -884,8 +913,9 @@ static void load_all(lctx *c)
     i = rd_choice(c, "LOG_LEVEL", LOG_LEVELS, KEEL_ARRAY_LEN(LOG_LEVELS), 1);
     s->log_level = LOG_LEVEL_NUMS[i];
     s->log_dir = rd_str(c, "LOG_DIR", "logs");
-    s->log_queue_size = (uint32_t)rd_int(c, "LOG_QUEUE_SIZE", 16384, 16, 1048576);
+    s->log_queue_size = (uint32_t)rd_int(c, "LOG_QUEUE_SIZE", 4096, 16, 1048576);
     s->log_overflow_block = rd_choice(c, "LOG_OVERFLOW", OVERFLOWS, 2, 0) == 1;
+    s->log_console = (uint32_t)rd_choice(c, "LOG_CONSOLE", CONSOLES, KEEL_ARRAY_LEN(CONSOLES), 0);
 
     static const char *const db[] = {"sqlite:", "postgres://", "postgresql://"};
     s->database_url = rd_url(c, "DATABASE_URL", "sqlite:./var/keel.db", db, 3,
@@ -894,7 +924,8 @@ static void load_all(lctx *c)
     s->redis_url = rd_url(c, "REDIS_URL", NULL, redis, 2, "'redis://' or 'rediss://'");
 
     load_jwt_alg(c);
-    s->access_token_expire_minutes = (uint32_t)rd_int(c, "ACCESS_TOKEN_EXPIRE_MINUTES", 15, 1, 1440);
+    s->access_token_expire_minutes =
+        (uint32_t)rd_int(c, "ACCESS_TOKEN_EXPIRE_MINUTES", 15, 1, 1440);
     s->refresh_token_expire_days = (uint32_t)rd_int(c, "REFRESH_TOKEN_EXPIRE_DAYS", 60, 1, 3650);
     s->session_expire_days = (uint32_t)rd_int(c, "SESSION_EXPIRE_DAYS", 180, 1, 3650);
 
@@ -924,7 +955,7 @@ static void load_all(lctx *c)
     s->http_connection_timeout_seconds =
         (uint32_t)rd_int(c, "HTTP_CONNECTION_TIMEOUT_SECONDS", 30, 1, 3600);
     s->http_connection_memory_limit =
-        (uint32_t)rd_int(c, "HTTP_CONNECTION_MEMORY_LIMIT", 65536, 8192, 1073741824);
+        (uint32_t)rd_int(c, "HTTP_CONNECTION_MEMORY_LIMIT", 32768, 8192, 1073741824);
 
     load_webhooks(c);
     load_dep_timeouts(c);

@@ -99,13 +99,12 @@ static void show_byte(char c, char out[8])
 static keel_err bad_byte(dp *d, const char *where, const char *key, size_t klen)
 {
     if (*d->p == '\0')
-        return keel_diag_set(d->diag, KEEL_EPARSE, d->line, "line %zu: NUL byte in input",
-                             d->line);
+        return keel_diag_set(d->diag, KEEL_EPARSE, d->line, "line %zu: NUL byte in input", d->line);
     char b[8];
     show_byte(*d->p, b);
     if (key == NULL)
-        return keel_diag_set(d->diag, KEEL_EPARSE, d->line, "line %zu: unexpected %s %s",
-                             d->line, b, where);
+        return keel_diag_set(d->diag, KEEL_EPARSE, d->line, "line %zu: unexpected %s %s", d->line,
+                             b, where);
     return keel_diag_set(d->diag, KEEL_EPARSE, d->line, "line %zu: unexpected %s %s '%.*s'",
                          d->line, b, where, (int)KEEL_MIN(klen, KEY_SHOWN), key);
 }
@@ -253,8 +252,7 @@ static keel_err parse_pass(dp *d, keel_dotenv_cb cb, void *ud)
             if (e != KEEL_OK)
                 return keel_diag_set(d->diag, e, line,
                                      "line %zu: assignment of '%.*s' rejected: %s", line,
-                                     (int)KEEL_MIN(klen, KEY_SHOWN), d->scratch,
-                                     keel_strerror(e));
+                                     (int)KEEL_MIN(klen, KEY_SHOWN), d->scratch, keel_strerror(e));
         }
         eat_eol(d);
     }

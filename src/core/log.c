@@ -210,14 +210,15 @@ static struct {
     pthread_cond_t done;      /* flushers wait for seq_done (monotonic clock) */
     int running;              /* records go to the queue */
     int stopping;             /* the writer drains and exits */
-    int writer_idle;
+    int writer_idle;          /* asleep with an empty queue: the next record wakes it */
+    int writer_lingering;     /* collecting a batch: only a full-ish queue or urgency wakes it */
     slot *ring;
     size_t cap, head, count;
     size_t block_waiters, flush_waiters;
     uint64_t seq_in, seq_done;
     keel_log_overflow overflow;
 } g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-       PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, KEEL_LOG_OVERFLOW_DROP};
+       PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, KEEL_LOG_OVERFLOW_DROP};
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
@@ -255,6 +256,8 @@ static void init_once(void)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_destroy(&g.done);
     pthread_cond_init(&g.done, &ca);
+    pthread_cond_destroy(&g.not_empty);
+    pthread_cond_init(&g.not_empty, &ca);
     pthread_condattr_destroy(&ca);
 }
 
@@ -429,6 +432,25 @@ static void sync_write(const unsigned char *blob)
 
 /* ============================================================== writer == */
 
+/* Sleep on not_empty for at most ms milliseconds (monotonic clock). */
+static void wait_ms(unsigned ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_nsec += (long)ms * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&g.not_empty, &g.mu, &dl);
+}
+
+/* The writer wakes once per batch, not once per record: after the first record of a burst
+ * arrives it lingers up to WRITER_LINGER_MS so that a busy server pays one wake-up (two
+ * context switches) per batch instead of per request.  Flushes, shutdown, ERROR+ records
+ * and a queue a quarter full cut the linger short. */
+#define WRITER_LINGER_MS 10u
+
 static void *writer_main(void *arg)
 {
     KEEL_UNUSED(arg);
@@ -442,6 +464,12 @@ static void *writer_main(void *arg)
         }
         if (g.count == 0)
             break;
+        if (!g.stopping && g.flush_waiters == 0 && g.block_waiters == 0 &&
+            g.count < g.cap / 4) {
+            g.writer_lingering = 1;
+            wait_ms(WRITER_LINGER_MS);
+            g.writer_lingering = 0;
+        }
         size_t n = KEEL_MIN(g.count, (size_t)WRITER_BATCH), start = g.head;
         pthread_mutex_unlock(&g.mu);
         /* Slots [start, start + n) are ours until head moves past them:
@@ -486,7 +514,7 @@ static size_t truncate_msg(char *m, size_t n, size_t room)
     return keep + sizeof TRUNC_MARK - 1;
 }
 
-void keel_log_vwrite(keel_logger *lg, keel_log_level lv, const char *file, int line,
+void keel_log_vwrite(const keel_logger *lg, keel_log_level lv, const char *file, int line,
                      const char *func, const keel_log_field *fields, size_t nfields,
                      const char *fmt, va_list ap)
 {
@@ -641,12 +669,12 @@ void keel_log_vwrite(keel_logger *lg, keel_log_level lv, const char *file, int l
         memcpy(s->in.b, buf, total);
     g.count++;
     g.seq_in++;
-    if (g.writer_idle)
+    if (g.writer_idle || (g.writer_lingering && (g.count >= g.cap / 4 || lv >= KEEL_LOG_LEVEL_ERROR)))
         pthread_cond_signal(&g.not_empty);
     pthread_mutex_unlock(&g.mu);
 }
 
-void keel_log_write(keel_logger *lg, keel_log_level lv, const char *file, int line,
+void keel_log_write(const keel_logger *lg, keel_log_level lv, const char *file, int line,
                     const char *func, const keel_log_field *fields, size_t nfields,
                     const char *fmt, ...)
 {
@@ -793,7 +821,7 @@ void keel_log_config_default(keel_log_config *cfg)
     cfg->level = KEEL_LOG_LEVEL_INFO;
     cfg->console = KEEL_LOG_CONSOLE_TEXT;
     cfg->console_color = -1;
-    cfg->queue_capacity = 16384;
+    cfg->queue_capacity = 4096;
     cfg->overflow = KEEL_LOG_OVERFLOW_DROP;
     cfg->rotate_bytes = 10u * 1024u * 1024u;
     cfg->rotate_backups = 5;
@@ -948,6 +976,8 @@ keel_err keel_log_flush(uint64_t timeout_ms)
     pthread_mutex_lock(&g.mu);
     uint64_t target = g.seq_in;
     g.flush_waiters++;
+    if (g.writer_lingering)
+        pthread_cond_signal(&g.not_empty);
     while (g.seq_done < target && (g.running || g.stopping)) {
         if (timeout_ms == 0 || pthread_cond_timedwait(&g.done, &g.mu, &dl) == ETIMEDOUT) {
             e = g.seq_done >= target ? KEEL_OK : KEEL_ETIMEOUT;

@@ -534,7 +534,10 @@ static void file_append(keel__log_sinks *s, keel__log_file *f, const char *line,
 
 static int file_init(keel__log_file *f, const char *dir, const char *name, int min_level)
 {
-    size_t n = strlen(dir) + 1 + strlen(name) + 1;
+    size_t dlen = strlen(dir);
+    while (dlen > 1 && dir[dlen - 1] == '/')
+        dlen--;
+    size_t n = dlen + 1 + strlen(name) + 1;
     f->fd = -1;
     f->size = 0;
     f->min_level = min_level;
@@ -543,7 +546,7 @@ static int file_init(keel__log_file *f, const char *dir, const char *name, int m
     f->path = keel_malloc(n);
     if (f->path == NULL)
         return KEEL_ENOMEM;
-    snprintf(f->path, n, "%s/%s", dir, name);
+    snprintf(f->path, n, "%.*s/%s", (int)dlen, dir, name);
     f->fd = open(f->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (f->fd < 0)
         return errno == EACCES || errno == EPERM ? KEEL_EDENIED : KEEL_EIO;

@@ -33,6 +33,7 @@ struct keel_ctx {
     keel_buf body;
     int early_status; /* 413/400/... decided before the chain runs */
     const char *early_detail;
+    size_t discarded; /* body bytes read and dropped after a 413 */
     int preflight;
     char request_id[KEEL__REQUEST_ID_MAX + 1];
     char client_ip[48];

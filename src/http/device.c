@@ -348,8 +348,7 @@ static int parse_brands(keel_str field, brand *out)
                 brand *slot = strcmp(name, "Chromium") == 0 ? &chromium : &best;
                 if (!slot->set) {
                     set_str(slot->name, sizeof(slot->name), name);
-                    copy_version(ver, ver + strlen(ver), slot->version, sizeof(slot->version),
-                                 1);
+                    copy_version(ver, ver + strlen(ver), slot->version, sizeof(slot->version), 1);
                     slot->set = 1;
                 }
             }
@@ -378,8 +377,9 @@ static const char *brand_display_name(const char *b)
     static const struct {
         const char *brand, *name;
     } map[] = {
-        {"Google Chrome", "Chrome"}, {"Microsoft Edge", "Edge"}, {"Opera", "Opera"},
-        {"Brave", "Brave"},          {"Chromium", "Chromium"},   {"Samsung Internet", "Samsung Internet"},
+        {"Google Chrome", "Chrome"}, {"Microsoft Edge", "Edge"},
+        {"Opera", "Opera"},          {"Brave", "Brave"},
+        {"Chromium", "Chromium"},    {"Samsung Internet", "Samsung Internet"},
     };
     for (size_t i = 0; i < KEEL_ARRAY_LEN(map); i++)
         if (str_ieq_c(b, strlen(b), map[i].brand))
@@ -401,10 +401,10 @@ static void parse_ch_platform(keel_str field, char *os, size_t n)
     static const struct {
         const char *hint, *name;
     } map[] = {
-        {"Windows", "Windows"},      {"macOS", "macOS"},       {"Mac OS X", "macOS"},
-        {"iOS", "iOS"},              {"iPadOS", "iPadOS"},     {"Android", "Android"},
-        {"Linux", "Linux"},          {"Chrome OS", "ChromeOS"}, {"Chromium OS", "ChromeOS"},
-        {"ChromeOS", "ChromeOS"},    {"Fuchsia", "Fuchsia"},
+        {"Windows", "Windows"},   {"macOS", "macOS"},        {"Mac OS X", "macOS"},
+        {"iOS", "iOS"},           {"iPadOS", "iPadOS"},      {"Android", "Android"},
+        {"Linux", "Linux"},       {"Chrome OS", "ChromeOS"}, {"Chromium OS", "ChromeOS"},
+        {"ChromeOS", "ChromeOS"}, {"Fuchsia", "Fuchsia"},
     };
     if (str_ieq_c(val, it.str_len, "Unknown"))
         return;
@@ -488,8 +488,8 @@ static const ua_tool ua_tools[] = {
 };
 
 /* Generic bot markers (case-insensitive substrings). */
-static const char *const ua_bot_words[] = {"bot", "crawler", "spider", "crawl", "slurp",
-                                           "headless"};
+static const char *const ua_bot_words[] = {"bot",   "crawler", "spider",
+                                           "crawl", "slurp",   "headless"};
 
 typedef struct ua_browser {
     const char *needle; /* case-sensitive token followed by the version */

@@ -7,6 +7,40 @@
 #include <keel/device.h>
 #include <keel/log.h>
 
+/* "0.000123": seconds with six decimals, without printf (hot path). */
+void keel__format_seconds6(uint64_t ns, char out[32])
+{
+    uint64_t us = (ns + 500) / 1000, whole = us / 1000000u, frac = us % 1000000u;
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole && n < sizeof(tmp));
+    size_t o = 0;
+    while (n)
+        out[o++] = tmp[--n];
+    out[o++] = '.';
+    for (int i = 5; i >= 0; i--) {
+        out[o + (size_t)i] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    out[o + 6] = '\0';
+}
+
+/* Status code as decimal text (3 digits for valid codes). */
+void keel__format_status(int status, char out[8])
+{
+    if (status < 100 || status > 999) {
+        snprintf(out, 8, "%d", status);
+        return;
+    }
+    out[0] = (char)('0' + status / 100);
+    out[1] = (char)('0' + status / 10 % 10);
+    out[2] = (char)('0' + status % 10);
+    out[3] = '\0';
+}
+
 static void free_layer(keel_layer *l)
 {
     keel_free(l);
@@ -216,7 +250,7 @@ static keel_err metrics_call(keel_layer *self, void *vcx, keel_chain_cursor *cur
     double secs = (double)(keel_time_mono_ns() - cx->start_ns) / 1e9;
     char status[8];
     int st = cx->status ? cx->status : 500;
-    snprintf(status, sizeof(status), "%d", st);
+    keel__format_status(st, status);
     const char *route = keel_req_route(cx);
     const char *l3[3] = {cx->method_name, route, status};
     const char *l2[2] = {cx->method_name, route};
@@ -330,7 +364,7 @@ static keel_err access_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
     keel_err e = keel_chain_next(cur, cx);
     uint64_t ns = keel_time_mono_ns() - cx->start_ns;
     char pt[32];
-    snprintf(pt, sizeof(pt), "%.6f", (double)ns / 1e9);
+    keel__format_seconds6(ns, pt);
     keel_err h = keel_resp_header_set(cx, "X-Process-Time", pt);
     int st = cx->status ? cx->status : 500;
     keel_log_level lv = st >= 500 ? KEEL_LOG_LEVEL_ERROR

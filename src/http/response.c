@@ -230,6 +230,12 @@ static json_t *meta_object(const keel_ctx *cx, int success)
                      cx->request_id[0] ? cx->request_id : NULL);
 }
 
+static char *put(char *w, const char *s, size_t n)
+{
+    memcpy(w, s, n);
+    return w + n;
+}
+
 keel_err keel_resp_success(keel_ctx *cx, int status, json_t *data, const json_t *meta_ext)
 {
     if (data == NULL)
@@ -247,16 +253,23 @@ keel_err keel_resp_success(keel_ctx *cx, int status, json_t *data, const json_t 
         /* The hot path: the request id is restricted to [A-Za-z0-9._:-] by the request-id
          * layer and the timestamp is fixed-format, so no escaping is needed. */
         keel_time_iso8601(keel_time_wall_ms(), ts);
-        if (cx->request_id[0])
-            meta = keel_arena_sprintf(cx->arena,
-                                      "{\"timestamp\":\"%s\",\"success\":true,\"request_id\":\"%s\"}",
-                                      ts, cx->request_id);
-        else
-            meta = keel_arena_sprintf(
-                cx->arena, "{\"timestamp\":\"%s\",\"success\":true,\"request_id\":null}", ts);
+        size_t idn = strlen(cx->request_id);
+        meta = keel_arena_alloc(cx->arena, 96 + idn, 1);
         if (meta == NULL)
             return KEEL_ENOMEM;
-        mn = strlen(meta);
+        char *w = meta;
+        w = put(w, "{\"timestamp\":\"", 14);
+        w = put(w, ts, 24);
+        w = put(w, "\",\"success\":true,\"request_id\":", 30);
+        if (idn) {
+            *w++ = '"';
+            w = put(w, cx->request_id, idn);
+            *w++ = '"';
+        } else {
+            w = put(w, "null", 4);
+        }
+        *w++ = '}';
+        mn = (size_t)(w - meta);
     } else {
         json_t *m = meta_object(cx, 1);
         if (m == NULL)
@@ -267,15 +280,18 @@ keel_err keel_resp_success(keel_ctx *cx, int status, json_t *data, const json_t 
         if (e != KEEL_OK)
             return e;
     }
-    size_t total = 8 + dn + 8 + mn + 1;
-    char *body = keel_arena_alloc(cx->arena, total + 1, 1);
+    size_t n = 8 + dn + 8 + mn + 1;
+    char *body = keel_arena_alloc(cx->arena, n, 1);
     if (body == NULL)
         return KEEL_ENOMEM;
-    int n = snprintf(body, total + 1, "{\"data\":%.*s,\"meta\":%.*s}", (int)dn, ds, (int)mn, meta);
-    if (n < 0)
-        return KEEL_EINVAL;
+    char *w = put(body, "{\"data\":", 8);
+    w = put(w, ds, dn);
+    w = put(w, ",\"meta\":", 8);
+    w = put(w, meta, mn);
+    *w++ = '}';
+    KEEL_ASSERT((size_t)(w - body) == n);
     cx->body_ptr = body;
-    cx->body_len = (size_t)n;
+    cx->body_len = n;
     cx->content_type = "application/json";
     cx->status = status;
     return KEEL_OK;

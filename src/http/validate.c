@@ -38,8 +38,8 @@ static keel_err loc_append(json_t *arr, const vloc *at)
     keel_err e = loc_append(arr, at->parent);
     if (e != KEEL_OK)
         return e;
-    json_t *item = at->key != NULL ? json_stringn(at->key, at->key_len)
-                                   : json_integer((json_int_t)at->index);
+    json_t *item =
+        at->key != NULL ? json_stringn(at->key, at->key_len) : json_integer((json_int_t)at->index);
     if (item == NULL && at->key != NULL)
         item = json_string("?"); /* a key that is not UTF-8 (only in hand-built values) */
     if (item == NULL)
@@ -298,8 +298,8 @@ static int check_url(const char *s, size_t n)
     else {
         /* Something that looks like scheme://: the wrong scheme, else not a URL at all. */
         size_t k = 0;
-        while (k < n && (is_alnum((unsigned char)s[k]) || s[k] == '+' || s[k] == '-' ||
-                         s[k] == '.'))
+        while (k < n &&
+               (is_alnum((unsigned char)s[k]) || s[k] == '+' || s[k] == '-' || s[k] == '.'))
             k++;
         return (k > 0 && k + 1 < n && s[k] == ':' && s[k + 1] == '/') ? URL_SCHEME : URL_BAD;
     }
@@ -321,8 +321,8 @@ static int check_url(const char *s, size_t n)
     size_t host_end;
     if (h < end && s[h] == '[') {
         host_end = h + 1;
-        while (host_end < end && (is_xdigit((unsigned char)s[host_end]) || s[host_end] == ':' ||
-                                  s[host_end] == '.'))
+        while (host_end < end &&
+               (is_xdigit((unsigned char)s[host_end]) || s[host_end] == ':' || s[host_end] == '.'))
             host_end++;
         if (host_end >= end || s[host_end] != ']' || host_end == h + 1)
             return URL_BAD;
@@ -368,8 +368,7 @@ static keel_err check_format(vctx *cx, const vloc *at, keel_schema_format f, con
     case KEEL_SCHEMA_FMT_CURRENCY:
         if (n != 3 || s[0] < 'A' || s[0] > 'Z' || s[1] < 'A' || s[1] > 'Z' || s[2] < 'A' ||
             s[2] > 'Z')
-            return report(cx, at, "value_error",
-                          "Input should be a valid ISO 4217 currency code");
+            return report(cx, at, "value_error", "Input should be a valid ISO 4217 currency code");
         break;
     case KEEL_SCHEMA_FMT_DATE_TIME:
         if (!valid_date_time(s, n))
@@ -497,11 +496,10 @@ static keel_err check_value(vctx *cx, const keel_schema_field *f, keel_schema_ty
             return report_count(cx, at, "too_short", "List should have at least", f->min_len,
                                 "item", &n);
         if (f->max_len > 0 && n > f->max_len)
-            return report_count(cx, at, "too_long", "List should have at most", f->max_len,
-                                "item", &n);
-        keel_schema_type it = f->items != 0 ? f->items
-                                            : (f->object != NULL ? KEEL_SCHEMA_OBJECT
-                                                                 : KEEL_SCHEMA_ANY);
+            return report_count(cx, at, "too_long", "List should have at most", f->max_len, "item",
+                                &n);
+        keel_schema_type it =
+            f->items != 0 ? f->items : (f->object != NULL ? KEEL_SCHEMA_OBJECT : KEEL_SCHEMA_ANY);
         if (it == KEEL_SCHEMA_ANY)
             return KEEL_OK;
         for (size_t i = 0; i < n && !cx->full; i++) {
@@ -617,8 +615,7 @@ static keel_err parse_object(const char *body, size_t len, json_t **out, keel_di
     size_t line, col;
     *kind = PARSE_BAD;
     if (len == 0)
-        return keel_diag_set(diag, KEEL_EPARSE, 0,
-                             "invalid JSON at line 1 column 1: empty body");
+        return keel_diag_set(diag, KEEL_EPARSE, 0, "invalid JSON at line 1 column 1: empty body");
 
     /* Pre-scan: NUL bytes and nesting depth, with exact positions.  Brackets inside
      * strings do not count; a malformed document is left for jansson to describe. */
@@ -724,9 +721,9 @@ keel_err keel_validate_body(const char *body, size_t len, const keel_schema *sch
             size_t n = json_array_size(errors);
             json_t *last = n > 0 ? json_array_get(errors, n - 1) : NULL;
             if (e == KEEL_OK && !cx.full && last != NULL &&
-                json_object_set_new(last, "ctx",
-                                    json_pack("{s:s}", "error",
-                                              why != NULL ? why + 2 : diag->msg)) != 0)
+                json_object_set_new(
+                    last, "ctx", json_pack("{s:s}", "error", why != NULL ? why + 2 : diag->msg)) !=
+                    0)
                 e = KEEL_ENOMEM;
         }
         return e == KEEL_OK ? KEEL_EPARSE : e;

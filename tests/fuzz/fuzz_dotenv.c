@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <keel/keel.h>
 #include <keel/config.h>
+#include <keel/keel.h>
 
 static int key_ok(const char *k, size_t n)
 {

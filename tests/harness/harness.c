@@ -72,12 +72,11 @@ int keel_test_server_start(keel_test_server *s, const char *const *env)
         s->pid = pid;
         for (int i = 0; i < 200; i++) { /* up to 10 s */
             keel_test_resp r;
-            if (keel_test_http(s, "GET", "/health/live", NULL, NULL, 0, &r) == 0) {
-                long st = r.status;
-                keel_test_resp_free(&r);
-                if (st == 200)
-                    return 0;
-            }
+            int got = keel_test_http(s, "GET", "/health/live", NULL, NULL, 0, &r);
+            long st = r.status;
+            keel_test_resp_free(&r);
+            if (got == 0 && st == 200)
+                return 0;
             int status;
             if (waitpid(pid, &status, WNOHANG) == pid) {
                 s->pid = 0;

@@ -47,11 +47,11 @@ static keel_err load(const char *const *vars, keel_settings **out, char **errs)
 static void test_env_precedence(void **state)
 {
     (void)state;
-    const char *vars[] = {"PORT=9000", "SHARED=real", "DUP=first", "DUP=second", "NOEQUALS",
-                          "=nameless", "EMPTY=", NULL};
+    const char *vars[] = {"PORT=9000", "SHARED=real", "DUP=first", "DUP=second",
+                          "NOEQUALS",  "=nameless",   "EMPTY=",    NULL};
     const char *dotenv = "PORT=1\nSHARED=file\nONLY_DOTENV=x\nLAST=1\nLAST=2\nEMPTY=fromfile\n";
     keel_env *e = env_of(vars, dotenv);
-    assert_string_equal("9000", keel_env_get(e, "PORT"));     /* real env wins */
+    assert_string_equal("9000", keel_env_get(e, "PORT")); /* real env wins */
     assert_string_equal("real", keel_env_get(e, "SHARED"));
     assert_string_equal("x", keel_env_get(e, "ONLY_DOTENV")); /* .env fills the gaps */
     assert_string_equal("2", keel_env_get(e, "LAST"));        /* last .env line wins */
@@ -152,9 +152,16 @@ static void test_env_load_file(void **state)
 static void test_get_int(void **state)
 {
     (void)state;
-    const char *vars[] = {"N=42",  "NEG= -7 ", "BAD=abc", "BIG=99999999999999999999",
-                          "HEX=0x10", "BLANK=  ", "MIN=-9223372036854775808",
-                          "SUFFIX=10ms", "PLUS=+5", NULL};
+    const char *vars[] = {"N=42",
+                          "NEG= -7 ",
+                          "BAD=abc",
+                          "BIG=99999999999999999999",
+                          "HEX=0x10",
+                          "BLANK=  ",
+                          "MIN=-9223372036854775808",
+                          "SUFFIX=10ms",
+                          "PLUS=+5",
+                          NULL};
     keel_env *e = env_of(vars, NULL);
     long long v = 0;
     keel_diag d;
@@ -192,8 +199,13 @@ static void test_get_int(void **state)
 static void test_get_bool(void **state)
 {
     (void)state;
-    const char *vars[] = {"T1=true", "T2=1",  "T3=YES",    "T4=On", "F1=False", "F2=0",
-                          "F3=no",   "F4=OFF", "B=maybe", "LONG=\x01xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", NULL};
+    const char *vars[] = {
+        "T1=true",  "T2=1",
+        "T3=YES",   "T4=On",
+        "F1=False", "F2=0",
+        "F3=no",    "F4=OFF",
+        "B=maybe",  "LONG=\x01xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        NULL};
     keel_env *e = env_of(vars, NULL);
     keel_diag d;
     bool b;
@@ -222,7 +234,7 @@ static void test_get_bool(void **state)
 static void test_get_str_choice_list(void **state)
 {
     (void)state;
-    const char *vars[] = {"S= spaced ", "EMPTY=", "C=Block", "CBAD=sometimes",
+    const char *vars[] = {"S= spaced ",    "EMPTY=",   "C=Block",     "CBAD=sometimes",
                           "L= a, b ,,c ,", "LBLANK= ", "LCOMMAS=,,,", NULL};
     keel_env *e = env_of(vars, NULL);
     const char *s = NULL;
@@ -311,7 +323,7 @@ static void test_settings_defaults(void **state)
     assert_int_equal(8080, s->port);
     assert_int_equal(20, s->log_level);
     assert_string_equal("logs", s->log_dir);
-    assert_int_equal(16384, s->log_queue_size);
+    assert_int_equal(4096, s->log_queue_size);
     assert_false(s->log_overflow_block);
     assert_string_equal("sqlite:./var/keel.db", s->database_url);
     assert_null(s->redis_url);
@@ -344,7 +356,7 @@ static void test_settings_defaults(void **state)
     assert_int_equal(1024, s->http_max_connections);
     assert_int_equal(0, s->http_max_connections_per_ip);
     assert_int_equal(30, s->http_connection_timeout_seconds);
-    assert_int_equal(65536, s->http_connection_memory_limit);
+    assert_int_equal(32768, s->http_connection_memory_limit);
     assert_int_equal(1234, keel_settings_dep_timeout_ms(s, "stripe", 1234));
     /* the two generated keys differ */
     assert_false(keel_secret_equals(s->access_token_signing_key,
@@ -407,8 +419,8 @@ static void test_settings_overrides(void **state)
     assert_true(s->log_overflow_block);
     assert_string_equal("postgresql://u:p@db:5432/shop", s->database_url);
     assert_string_equal("rediss://cache:6380/0", s->redis_url);
-    assert_true(keel_secret_equals(s->access_token_signing_key,
-                                   "short-is-fine-outside-production", 32));
+    assert_true(
+        keel_secret_equals(s->access_token_signing_key, "short-is-fine-outside-production", 32));
     assert_int_equal(32, keel_secret_len(s->refresh_token_signing_key)); /* generated */
     assert_true(s->signing_keys_generated);
     assert_string_equal("ES256", s->jwt_algorithm);
@@ -522,8 +534,8 @@ static void test_settings_all_errors_at_once(void **state)
 static void test_settings_blank_means_default(void **state)
 {
     (void)state;
-    const char *vars[] = {"PORT=", "HOST=  ", "REDIS_URL=", "LOG_LEVEL=", "WEBHOOK_SECRET=",
-                          "FOO_TIMEOUT_MS=", NULL};
+    const char *vars[] = {
+        "PORT=", "HOST=  ", "REDIS_URL=", "LOG_LEVEL=", "WEBHOOK_SECRET=", "FOO_TIMEOUT_MS=", NULL};
     keel_settings *s = NULL;
     char *errs = NULL;
     ASSERT_OK(load(vars, &s, &errs));
@@ -588,8 +600,9 @@ static void test_production_key_rules(void **state)
     expect_prod_errors(GOOD_ACCESS, "   ", NULL,
                        "REFRESH_TOKEN_SIGNING_KEY: required when ENVIRONMENT=production\n");
     /* placeholders (exact, any case, and the CHANGE... prefix even when long) */
-    const char *ph[] = {"changeme", "CHANGE-ME", "secret", "your-secret-key",
-                        "dev", "Test", "PLACEHOLDER", "CHANGE_THIS_TO_SOMETHING_RANDOM_AND_LONG_ENOUGH"};
+    const char *ph[] = {
+        "changeme", "CHANGE-ME", "secret",      "your-secret-key",
+        "dev",      "Test",      "PLACEHOLDER", "CHANGE_THIS_TO_SOMETHING_RANDOM_AND_LONG_ENOUGH"};
     for (size_t i = 0; i < sizeof(ph) / sizeof(ph[0]); i++)
         expect_prod_errors(ph[i], GOOD_REFRESH, NULL,
                            "ACCESS_TOKEN_SIGNING_KEY: is a well-known placeholder; set a random "

@@ -108,7 +108,8 @@ static void test_unquoted_values(void **state)
     ASSERT_PARSES("G=\n", "G=[]|");
     ASSERT_PARSES("H=a=b=c\n", "H=[a=b=c]|");
     ASSERT_PARSES("I=it's\n", "I=[it's]|");
-    ASSERT_PARSES("J=postgres://u:p@h:5432/db?x=1#frag\n", "J=[postgres://u:p@h:5432/db?x=1#frag]|");
+    ASSERT_PARSES("J=postgres://u:p@h:5432/db?x=1#frag\n",
+                  "J=[postgres://u:p@h:5432/db?x=1#frag]|");
 }
 
 static void test_single_quoted_literal(void **state)

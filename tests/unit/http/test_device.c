@@ -50,10 +50,9 @@ static void run_case(const dcase *c)
         strcmp(c->os_version, d.os_version) != 0 || strcmp(c->browser, d.browser) != 0 ||
         strcmp(c->browser_version, d.browser_version) != 0)
         print_error("case UA=%s CH=%s\n  got  %s|%s|%s|%s|%s\n  want %s|%s|%s|%s|%s\n",
-                    c->ua ? c->ua : "-", c->ch_ua ? c->ch_ua : "-",
-                    keel_device_type_name(d.type), d.os, d.os_version, d.browser,
-                    d.browser_version, c->type, c->os, c->os_version, c->browser,
-                    c->browser_version);
+                    c->ua ? c->ua : "-", c->ch_ua ? c->ch_ua : "-", keel_device_type_name(d.type),
+                    d.os, d.os_version, d.browser, d.browser_version, c->type, c->os, c->os_version,
+                    c->browser, c->browser_version);
     assert_string_equal(c->type, keel_device_type_name(d.type));
     assert_string_equal(c->os, d.os);
     assert_string_equal(c->os_version, d.os_version);
@@ -68,13 +67,13 @@ static void run_case(const dcase *c)
 }
 
 #define UA_CHROME_MAC                                                                              \
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "     \
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "      \
     "Chrome/124.0.0.0 Safari/537.36"
 #define UA_CHROME_WIN                                                                              \
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "            \
     "Chrome/124.0.0.0 Safari/537.36"
 #define UA_ANDROID_TABLET                                                                          \
-    "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) "            \
+    "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) "             \
     "Chrome/124.0.0.0 Safari/537.36"
 
 static void test_user_agents(void **state)
@@ -150,13 +149,15 @@ static void test_client_hints(void **state)
     (void)state;
     static const dcase cases[] = {
         /* Hints agree with the UA: the UA keeps supplying the OS version. */
-        {UA_CHROME_MAC, "\"Chromium\";v=\"124\", \"Google Chrome\";v=\"124\", \"Not-A.Brand\";v=\"99\"",
+        {UA_CHROME_MAC,
+         "\"Chromium\";v=\"124\", \"Google Chrome\";v=\"124\", \"Not-A.Brand\";v=\"99\"",
          "\"macOS\"", "?0", NULL, "desktop", "macOS", "10.15.7", "Chrome", "124"},
         /* Edge with a Windows 11 platform version (the UA says NT 10.0 forever). */
         {UA_CHROME_WIN " Edg/124.0.2478.51",
          "\"Microsoft Edge\";v=\"124\", \"Chromium\";v=\"124\", \"Not-A.Brand\";v=\"99\"",
          "\"Windows\"", "?0", "\"15.0.0\"", "desktop", "Windows", "11", "Edge", "124"},
-        {UA_CHROME_WIN, "\"Not/A)Brand\";v=\"8\", \"Chromium\";v=\"126\", \"Google Chrome\";v=\"126\"",
+        {UA_CHROME_WIN,
+         "\"Not/A)Brand\";v=\"8\", \"Chromium\";v=\"126\", \"Google Chrome\";v=\"126\"",
          "\"Windows\"", "?0", "\"10.0.0\"", "desktop", "Windows", "10", "Chrome", "126"},
         {UA_CHROME_WIN, NULL, "\"Windows\"", NULL, "\"0.3.0\"", "desktop", "Windows", "8.1",
          "Chrome", "124.0"},
@@ -226,7 +227,8 @@ static void test_app_version(void **state)
     assert_string_equal("12345678901234567890123", d.app_version);
     slice_free(h.x_app_version);
 
-    h.x_app_version = slice("\xff\xfe" "1.0");
+    h.x_app_version = slice("\xff\xfe"
+                            "1.0");
     keel_device_parse(&h, &d);
     assert_string_equal("", d.app_version);
     slice_free(h.x_app_version);
@@ -262,10 +264,28 @@ static void test_truncated_slices(void **state)
 {
     (void)state;
     static const char *const prefixes[] = {
-        "Windows NT ", "Windows NT 10", "Windows NT 10.", "Mac OS X", "Mac OS X ", "Mac OS X 10_",
-        "iPhone; CPU iPhone OS ", "iPad; CPU OS ", "Linux; Android", "Linux; Android ",
-        "X11; CrOS", "X11; CrOS x86_64", "X11; CrOS x86_64 ", "Chrome/", "Chrome/124.",
-        "Edg/", "Version/", "Safari/ Version/", "Trident/7.0; rv:", "MSIE ", "curl/", "Slackbot",
+        "Windows NT ",
+        "Windows NT 10",
+        "Windows NT 10.",
+        "Mac OS X",
+        "Mac OS X ",
+        "Mac OS X 10_",
+        "iPhone; CPU iPhone OS ",
+        "iPad; CPU OS ",
+        "Linux; Android",
+        "Linux; Android ",
+        "X11; CrOS",
+        "X11; CrOS x86_64",
+        "X11; CrOS x86_64 ",
+        "Chrome/",
+        "Chrome/124.",
+        "Edg/",
+        "Version/",
+        "Safari/ Version/",
+        "Trident/7.0; rv:",
+        "MSIE ",
+        "curl/",
+        "Slackbot",
     };
     for (size_t i = 0; i < KEEL_ARRAY_LEN(prefixes); i++) {
         keel_device_headers h;
@@ -275,9 +295,10 @@ static void test_truncated_slices(void **state)
         keel_device_parse(&h, &d);
         slice_free(h.user_agent);
     }
-    static const char *const hints[] = {"\"", "\"abc", "\"abc\\", "\"a\";", "\"a\";V", "\"a\";v=",
-                                        "\"a\";v=\"", "(", "(\"a\"", "(\"a\" ", "\"a\",", "?",
-                                        ":", ":YWJj", "-", "1.", "1.2345", "*", ""};
+    static const char *const hints[] = {"\"",       "\"abc",      "\"abc\\", "\"a\";", "\"a\";V",
+                                        "\"a\";v=", "\"a\";v=\"", "(",       "(\"a\"", "(\"a\" ",
+                                        "\"a\",",   "?",          ":",       ":YWJj",  "-",
+                                        "1.",       "1.2345",     "*",       ""};
     for (size_t i = 0; i < KEEL_ARRAY_LEN(hints); i++) {
         keel_device_headers h;
         keel_device_info d;
