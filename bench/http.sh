@@ -164,6 +164,9 @@ start_keeld() {
     # writes; the secrets production may insist on get throwaway values
     # unless the caller set them.
     export HOST=127.0.0.1 PORT="$port" LOG_DIR="$dir/logs" ENVIRONMENT=production LOG_LEVEL=info
+    # The access log goes to LOG_DIR/app.json; the JSON console copy of every record is off
+    # unless BENCH_LOG_CONSOLE asks for it (auto = JSON on stderr in production).
+    export LOG_CONSOLE="${BENCH_LOG_CONSOLE:-off}"
     export ACCESS_TOKEN_SIGNING_KEY="${ACCESS_TOKEN_SIGNING_KEY:-$(rand_hex)}"
     export REFRESH_TOKEN_SIGNING_KEY="${REFRESH_TOKEN_SIGNING_KEY:-$(rand_hex)}"
     export WEBHOOK_SECRET="${WEBHOOK_SECRET:-$(rand_hex)}"

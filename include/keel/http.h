@@ -52,9 +52,10 @@ KEEL_API const char *keel_http_reason(int status);
 
 typedef struct keel_ctx keel_ctx;
 
-/** Handler outcome: KEEL_OK after setting a response (an unset response becomes 204 for
- *  bodiless success... no: an unset response is a 500 "handler produced no response").
- *  Any other keel_err is logged and answered with a generic 500 problem. */
+/** A route handler.  Return KEEL_OK after setting a response (keel_resp_*); returning KEEL_OK
+ *  without one is a bug and is answered with a logged 500.  Any other keel_err is logged and
+ *  answered with a generic 500 problem (no internal detail reaches the client).
+ *  Runs on a worker thread (may block) unless the route was added with KEEL_ROUTE_INLINE. */
 typedef keel_err (*keel_handler_fn)(keel_ctx *cx, void *ud);
 
 /** Request accessors.  Returned strings are borrowed and valid until the request ends. */

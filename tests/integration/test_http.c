@@ -589,6 +589,47 @@ static void test_bad_config_exits_2(void **state)
     assert_null(strstr(out, "changeme")); /* secrets never printed */
 }
 
+/* Slow clients are dropped after HTTP_CONNECTION_TIMEOUT_SECONDS; the per-IP connection limit
+ * refuses extra connections; in both cases everyone else keeps being served. */
+static void test_slow_client_and_per_ip_limit(void **state)
+{
+    (void)state;
+    keel_test_server s3;
+    const char *env[] = {"HTTP_CONNECTION_TIMEOUT_SECONDS=1", "HTTP_MAX_CONNECTIONS_PER_IP=3",
+                         NULL};
+    ASSERT_OK(keel_test_server_start(&s3, env));
+    /* a client that sends half a request line and stalls */
+    int slow = connect_port(s3.port);
+    assert_true(slow >= 0);
+    assert_int_equal(9, send(slow, "GET /heal", 9, MSG_NOSIGNAL));
+    struct pollfd p = {slow, POLLIN, 0};
+    assert_int_equal(1, poll(&p, 1, 5000)); /* woken by the close, well before 5 s */
+    char buf[256];
+    ssize_t r = recv(slow, buf, sizeof(buf), 0);
+    assert_true(r <= 0 || strncmp(buf, "HTTP/1.1 4", 10) == 0);
+    close(slow);
+
+    /* per-IP limit: 3 idle connections are held, a 4th is refused (closed at once) */
+    int held[3];
+    for (int i = 0; i < 3; i++) {
+        held[i] = connect_port(s3.port);
+        assert_true(held[i] >= 0);
+    }
+    usleep(100000);
+    int extra = connect_port(s3.port);
+    assert_true(extra >= 0);
+    assert_true(status_on(extra, "/health/live") < 0);
+    close(extra);
+    for (int i = 0; i < 3; i++)
+        close(held[i]);
+    usleep(100000);
+    keel_test_resp rr;
+    ASSERT_OK(keel_test_http(&s3, "GET", "/health/live", NULL, NULL, 0, &rr));
+    assert_int_equal(200, rr.status);
+    keel_test_resp_free(&rr);
+    assert_int_equal(0, keel_test_server_stop(&s3, SIGTERM, 10000));
+}
+
 int main(void)
 {
     const struct CMUnitTest served[] = {
@@ -606,6 +647,7 @@ int main(void)
     const struct CMUnitTest lifecycle[] = {
         cmocka_unit_test(test_sigterm_drains),
         cmocka_unit_test(test_bad_config_exits_2),
+        cmocka_unit_test(test_slow_client_and_per_ip_limit),
     };
     int rc = cmocka_run_group_tests_name("served", served, setup, teardown);
     rc |= cmocka_run_group_tests_name("lifecycle", lifecycle, NULL, NULL);
