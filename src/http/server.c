@@ -187,6 +187,7 @@ static enum MHD_Result queue_response(keel_ctx *cx)
 static void *worker_main(void *arg)
 {
     keel_server *s = arg;
+    pthread_setname_np(pthread_self(), "keel-worker");
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (s->q_head == NULL && !s->stopping)
