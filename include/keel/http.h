@@ -70,7 +70,8 @@ KEEL_API const char *keel_req_route(const keel_ctx *cx);
 KEEL_API const char *keel_req_header(const keel_ctx *cx, const char *name);
 /** Query-string argument or NULL (a present argument without value gives ""). */
 KEEL_API const char *keel_req_query(const keel_ctx *cx, const char *name);
-/** Path parameter declared in the route template ("{id}") or NULL. */
+/** Path parameter declared in the route template ("{id}") or NULL.  Each call copies the value
+ *  into the request arena; keep the pointer rather than calling it in a loop. */
 KEEL_API const char *keel_req_param(const keel_ctx *cx, const char *name);
 /** Request body (empty slice when there is none). */
 KEEL_API keel_str keel_req_body(const keel_ctx *cx);
@@ -89,12 +90,14 @@ KEEL_API keel_arena *keel_ctx_arena(keel_ctx *cx);
  *  Keys are compared by pointer: use the address of a static object as the key. */
 KEEL_API keel_err keel_ctx_set(keel_ctx *cx, const void *key, void *value);
 KEEL_API void *keel_ctx_get(const keel_ctx *cx, const void *key);
-/** Set the request id (copied, truncated to 64 bytes). Used by the request-id layer. */
-KEEL_API void keel_ctx_set_request_id(keel_ctx *cx, const char *id);
+/** Set the request id: 1..64 characters of [A-Za-z0-9._:-] (it is echoed in headers, logs and
+ *  JSON unescaped).  Used by the request-id layer.
+ *  @return KEEL_OK, or KEEL_EINVAL (id NULL or not of that form; the id is unchanged). */
+KEEL_API keel_err keel_ctx_set_request_id(keel_ctx *cx, const char *id);
 
 /* -------------------------------------------------------------- response -- */
 
-/** Set the status code (default 200 once a body is set). */
+/** Set the status code (the keel_resp_* body setters take their status explicitly). */
 KEEL_API void keel_resp_status(keel_ctx *cx, int status);
 /** Current status code (0 if no response was produced yet). */
 KEEL_API int keel_resp_get_status(const keel_ctx *cx);
@@ -105,7 +108,7 @@ KEEL_API keel_err keel_resp_header(keel_ctx *cx, const char *name, const char *v
 KEEL_API keel_err keel_resp_header_set(keel_ctx *cx, const char *name, const char *value);
 /** Response header previously set, or NULL. */
 KEEL_API const char *keel_resp_get_header(const keel_ctx *cx, const char *name);
-/** Set the body (copied into the request arena) and its content type. */
+/** Set the status, the body and its content type (both copied into the request arena). */
 KEEL_API keel_err keel_resp_body(keel_ctx *cx, int status, const char *content_type,
                                  const void *data, size_t len);
 /** Success envelope {"data": data, "meta": {"timestamp", "success": true, "request_id"}}.
@@ -183,7 +186,7 @@ typedef struct keel_server_config {
     size_t size;
     const char *host;              /* "127.0.0.1" */
     uint16_t port;                 /* 0 = ephemeral (see keel_server_port) */
-    unsigned io_threads;           /* event-loop threads (default: online CPUs) */
+    unsigned io_threads;           /* event-loop threads (default: CPUs this process may use) */
     unsigned workers;              /* blocking handler pool (HTTP_WORKERS) */
     size_t max_body;               /* bytes; larger bodies get 413 (default 1 MiB) */
     unsigned max_connections;      /* total (default 1024) */
@@ -198,8 +201,8 @@ typedef struct keel_server_config {
 
 KEEL_API void keel_server_config_default(keel_server_config *cfg);
 
-/** Create a server.  Takes the chain (may be NULL) and borrows the router and metrics (may be
- *  NULL), which must outlive the server.  The built-in routes GET /, /health/live,
+/** Create a server.  On KEEL_OK it takes the chain (may be NULL; on failure the caller still
+ *  owns it) and borrows the router and metrics (may be NULL), which must outlive the server.  The built-in routes GET /, /health/live,
  *  /health/ready, /metrics and /metrics/{prefix} are added to the router here. */
 KEEL_API KEEL_NODISCARD keel_err keel_server_create(keel_server **out,
                                                     const keel_server_config *cfg,
@@ -211,7 +214,9 @@ KEEL_API KEEL_NODISCARD keel_err keel_server_start(keel_server *s, keel_diag *di
 KEEL_API uint16_t keel_server_port(const keel_server *s);
 /** Mark startup complete: /health/ready answers 200 when no probe fails. */
 KEEL_API void keel_server_set_ready(keel_server *s, int ready);
-/** Readiness probe: returns KEEL_OK when the dependency is healthy; detail names the problem. */
+/** Readiness probe: returns KEEL_OK when the dependency is healthy; detail names the problem.
+ *  Probes run on a worker thread at each GET /health/ready, so they may block briefly.  The
+ *  name is copied. */
 typedef keel_err (*keel_probe_fn)(void *ud, char *detail, size_t detail_len);
 KEEL_API KEEL_NODISCARD keel_err keel_server_add_probe(keel_server *s, const char *name,
                                                        keel_probe_fn fn, void *ud);
@@ -256,7 +261,8 @@ struct keel_device_info;
 /** Device info of the request (NULL if the device layer did not run). Borrowed. */
 KEEL_API const struct keel_device_info *keel_ctx_device(const keel_ctx *cx);
 /** Strict-Transport-Security, X-Content-Type-Options: nosniff, X-Frame-Options: DENY,
- *  Referrer-Policy: strict-origin-when-cross-origin on every response. */
+ *  Referrer-Policy: strict-origin-when-cross-origin on every response (a value the handler set
+ *  itself is kept). */
 KEEL_API KEEL_NODISCARD keel_err keel_mw_security_headers(keel_layer **out);
 
 /** Layers of the seed 002 chain, in order; rate_limit and auth are the slots later modules
@@ -271,8 +277,8 @@ typedef struct keel_http_chain_config {
 } keel_http_chain_config;
 KEEL_API void keel_http_chain_config_default(keel_http_chain_config *cfg);
 /** Build the standard chain: CORS, metrics, request id, access log, device info, security
- *  headers, rate limit, auth.  Ownership: caller destroys the chain (or gives it to the
- *  server). */
+ *  headers, rate limit, auth.  The rate_limit and auth layers are taken in every case (disposed
+ *  if the build fails).  Ownership: caller destroys the chain (or gives it to the server). */
 KEEL_API KEEL_NODISCARD keel_err keel_http_chain_build(const keel_http_chain_config *cfg,
                                                        keel_chain **out);
 

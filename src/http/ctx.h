@@ -35,6 +35,7 @@ struct keel_ctx {
     const char *early_detail;
     size_t discarded; /* body bytes read and dropped after a 413 */
     int preflight;
+    keel_err handler_err; /* what the handler returned (for app_errors_total) */
     char request_id[KEEL__REQUEST_ID_MAX + 1];
     char client_ip[48];
 

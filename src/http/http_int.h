@@ -22,6 +22,9 @@ keel_err keel__builtin_routes(keel_router *r, keel_server *s);
 /* Whether the server is draining, for Connection: close and readiness. */
 int keel__server_draining(const keel_server *s);
 
+/* 1 if s is 1..64 characters of [A-Za-z0-9._:-] (response.c). */
+int keel__request_id_sane(const char *s);
+
 /* Hot-path formatting without printf (middleware.c). */
 void keel__format_seconds6(uint64_t ns, char out[32]);
 void keel__format_status(int status, char out[8]);

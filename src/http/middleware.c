@@ -261,8 +261,9 @@ static keel_err metrics_call(keel_layer *self, void *vcx, keel_chain_cursor *cur
         keel_series_observe(s, secs);
     if (st >= 500 || e != KEEL_OK) {
         char kind[32];
-        if (e != KEEL_OK)
-            snprintf(kind, sizeof(kind), "%s", keel_err_name(e));
+        keel_err why = e != KEEL_OK ? e : cx->handler_err;
+        if (why != KEEL_OK)
+            snprintf(kind, sizeof(kind), "%s", keel_err_name(why));
         else
             snprintf(kind, sizeof(kind), "HTTP%d", st);
         const char *le[2] = {route, kind};
@@ -301,33 +302,18 @@ keel_err keel_mw_metrics(keel_metrics *m, keel_layer **out)
 
 /* An incoming id is accepted when it is 1..64 characters of [A-Za-z0-9._:-]: enough for
  * UUIDs, ULIDs and trace ids, and safe to echo in headers, logs and JSON unescaped. */
-static int request_id_sane(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++) {
-        char c = s[n];
-        if (n >= KEEL__REQUEST_ID_MAX)
-            return 0;
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '-'))
-            return 0;
-    }
-    return n > 0;
-}
-
 static keel_err request_id_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
 {
     KEEL_UNUSED(self);
     keel_ctx *cx = vcx;
     const char *in = keel_req_header(cx, "X-Request-ID");
-    if (in != NULL && request_id_sane(in)) {
-        keel_ctx_set_request_id(cx, in);
-    } else {
+    if (in == NULL || keel_ctx_set_request_id(cx, in) != KEEL_OK) {
         char id[KEEL_UUID_SIZE];
         keel_err e = keel_uuid4(id);
         if (e != KEEL_OK)
             return e;
-        keel_ctx_set_request_id(cx, id);
+        e = keel_ctx_set_request_id(cx, id);
+        KEEL_ASSERT(e == KEEL_OK);
     }
     keel_log_context saved;
     keel_log_context_save(&saved);
@@ -443,12 +429,14 @@ static keel_err security_call(keel_layer *self, void *vcx, keel_chain_cursor *cu
     KEEL_UNUSED(self);
     keel_ctx *cx = vcx;
     keel_err e = keel_chain_next(cur, cx);
-    if (keel_resp_header_set(cx, "Strict-Transport-Security",
-                             "max-age=31536000; includeSubDomains") ||
-        keel_resp_header_set(cx, "X-Content-Type-Options", "nosniff") ||
-        keel_resp_header_set(cx, "X-Frame-Options", "DENY") ||
-        keel_resp_header_set(cx, "Referrer-Policy", "strict-origin-when-cross-origin"))
-        return e != KEEL_OK ? e : KEEL_ENOMEM;
+    static const char *const h[][2] = {
+        {"Strict-Transport-Security", "max-age=31536000; includeSubDomains"},
+        {"X-Content-Type-Options", "nosniff"},
+        {"X-Frame-Options", "DENY"},
+        {"Referrer-Policy", "strict-origin-when-cross-origin"}};
+    for (size_t i = 0; i < KEEL_ARRAY_LEN(h); i++)
+        if (keel_resp_get_header(cx, h[i][0]) == NULL && keel_resp_header(cx, h[i][0], h[i][1]))
+            return e != KEEL_OK ? e : KEEL_ENOMEM;
     return e;
 }
 
@@ -487,10 +475,8 @@ static keel_err add(keel_chain *c, keel_err made, keel_layer **l)
 
 keel_err keel_http_chain_build(const keel_http_chain_config *cfg, keel_chain **out)
 {
-    keel_chain *c;
+    keel_chain *c = NULL;
     keel_err e = keel_chain_create(&c);
-    if (e != KEEL_OK)
-        return e;
     keel_layer *l = NULL;
     if (e == KEEL_OK && cfg->cors) {
         keel_err made = keel_mw_cors(cfg->cors, &l);
@@ -516,15 +502,24 @@ keel_err keel_http_chain_build(const keel_http_chain_config *cfg, keel_chain **o
         keel_err made = keel_mw_security_headers(&l);
         e = add(c, made, &l);
     }
+    /* The slot layers are ours whatever happens: added (add() disposes on failure), or
+     * disposed here when an earlier step failed. */
+    int rl_handled = 0, auth_handled = 0;
     if (e == KEEL_OK && cfg->rate_limit) {
         l = cfg->rate_limit;
+        rl_handled = 1;
         e = add(c, KEEL_OK, &l);
     }
     if (e == KEEL_OK && cfg->auth) {
         l = cfg->auth;
+        auth_handled = 1;
         e = add(c, KEEL_OK, &l);
     }
     if (e != KEEL_OK) {
+        if (cfg->rate_limit && !rl_handled && cfg->rate_limit->dispose)
+            cfg->rate_limit->dispose(cfg->rate_limit);
+        if (cfg->auth && !auth_handled && cfg->auth->dispose)
+            cfg->auth->dispose(cfg->auth);
         keel_chain_destroy(c);
         return e;
     }

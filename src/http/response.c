@@ -111,11 +111,27 @@ void *keel_ctx_get(const keel_ctx *cx, const void *key)
     return NULL;
 }
 
-void keel_ctx_set_request_id(keel_ctx *cx, const char *id)
+int keel__request_id_sane(const char *s)
 {
-    size_t n = strnlen(id, KEEL__REQUEST_ID_MAX);
-    memcpy(cx->request_id, id, n);
-    cx->request_id[n] = '\0';
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= KEEL__REQUEST_ID_MAX)
+            return 0;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '-'))
+            return 0;
+    }
+    return n > 0;
+}
+
+keel_err keel_ctx_set_request_id(keel_ctx *cx, const char *id)
+{
+    if (id == NULL || !keel__request_id_sane(id))
+        return KEEL_EINVAL;
+    size_t n = strlen(id);
+    memcpy(cx->request_id, id, n + 1);
+    return KEEL_OK;
 }
 
 /* ------------------------------------------------------------ response -- */
@@ -175,13 +191,14 @@ keel_err keel_resp_body(keel_ctx *cx, int status, const char *content_type, cons
                         size_t len)
 {
     char *copy = keel_arena_alloc(cx->arena, len ? len : 1, 1);
-    if (copy == NULL)
+    const char *ct = content_type ? keel_arena_strdup(cx->arena, content_type) : NULL;
+    if (copy == NULL || (content_type != NULL && ct == NULL))
         return KEEL_ENOMEM;
     if (len)
         memcpy(copy, data, len);
     cx->body_ptr = copy;
     cx->body_len = len;
-    cx->content_type = content_type;
+    cx->content_type = ct;
     cx->status = status;
     return KEEL_OK;
 }
@@ -300,15 +317,21 @@ keel_err keel_resp_success(keel_ctx *cx, int status, json_t *data, const json_t 
 keel_err keel_resp_problem_typed(keel_ctx *cx, int status, const char *type, const char *title,
                                  const char *detail, json_t *errors)
 {
+    if (type == NULL) {
+        json_decref(errors);
+        return KEEL_EINVAL;
+    }
     json_t *meta = meta_object(cx, 0);
     if (errors == NULL)
         errors = json_array();
+    /* json_pack fails on OOM and on strings that are not UTF-8 (a caller bug: title and
+     * detail are ours, never client bytes); the "o" arguments are released either way. */
     json_t *p = json_pack("{s:s, s:s, s:i, s:s?, s:s, s:o, s:o}", "type", type, "title",
                           title ? title : keel_http_reason(status), "status", status, "detail",
                           detail, "instance", cx->path ? cx->path : "", "errors", errors, "meta",
                           meta);
     if (p == NULL)
-        return KEEL_ENOMEM;
+        return KEEL_EINVAL;
     char *s;
     size_t n;
     keel_err e = dump_json(cx, p, &s, &n);

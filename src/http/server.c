@@ -25,7 +25,7 @@
 #define WORK_QUEUE_MAX 65536u
 
 typedef struct probe {
-    const char *name;
+    char *name;
     keel_probe_fn fn;
     void *ud;
 } probe;
@@ -121,6 +121,7 @@ static keel_err terminal(void *vcx, void *ud)
         return keel_resp_problem(cx, 405, NULL, "Method not allowed on this route.", NULL);
     }
     keel_err e = m->fn(cx, m->ud);
+    cx->handler_err = e;
     if (e != KEEL_OK) {
         KEEL_LOG_ERROR(s->log, "handler for %s %s failed: %s", cx->method_name,
                        keel_req_route(cx), keel_strerror(e));
@@ -247,6 +248,7 @@ static void client_ip(struct MHD_Connection *c, char *out, size_t n)
  * completes, so the steady state allocates no arena per request.  Completion runs on the
  * connection's I/O thread, the same thread that created the context. */
 static pthread_key_t arena_key;
+static int arena_key_ok;
 static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
 
 static void arena_key_free(void *p)
@@ -256,14 +258,13 @@ static void arena_key_free(void *p)
 
 static void arena_key_init(void)
 {
-    if (pthread_key_create(&arena_key, arena_key_free) != 0)
-        arena_key = 0;
+    arena_key_ok = pthread_key_create(&arena_key, arena_key_free) == 0;
 }
 
 static keel_arena *arena_take(size_t max)
 {
     pthread_once(&arena_once, arena_key_init);
-    keel_arena *a = pthread_getspecific(arena_key);
+    keel_arena *a = arena_key_ok ? pthread_getspecific(arena_key) : NULL;
     if (a != NULL && pthread_setspecific(arena_key, NULL) == 0)
         return a;
     if (keel_arena_create(&a, max) != KEEL_OK)
@@ -273,7 +274,7 @@ static keel_arena *arena_take(size_t max)
 
 static void arena_give(keel_arena *a)
 {
-    if (pthread_getspecific(arena_key) == NULL) {
+    if (arena_key_ok && pthread_getspecific(arena_key) == NULL) {
         keel_arena_reset(a);
         if (pthread_setspecific(arena_key, a) == 0)
             return;
@@ -523,7 +524,10 @@ keel_err keel_server_add_probe(keel_server *s, const char *name, keel_probe_fn f
         return KEEL_EINVAL;
     if (s->nprobes == KEEL_ARRAY_LEN(s->probes))
         return KEEL_EFULL;
-    s->probes[s->nprobes++] = (probe){name, fn, ud};
+    char *copy = keel_strdup(name);
+    if (copy == NULL)
+        return KEEL_ENOMEM;
+    s->probes[s->nprobes++] = (probe){copy, fn, ud};
     return KEEL_OK;
 }
 
@@ -565,6 +569,8 @@ void keel_server_destroy(keel_server *s)
     if (s->mhd != NULL)
         MHD_stop_daemon(s->mhd);
     keel_chain_destroy(s->chain);
+    for (size_t i = 0; i < s->nprobes; i++)
+        keel_free(s->probes[i].name);
     keel_free(s->threads);
     keel_free(s->host);
     keel_free(s->env);
@@ -646,8 +652,8 @@ keel_err keel__builtin_routes(keel_router *r, keel_server *s)
     if ((e = keel_router_add(r, KEEL_METHOD_GET, "/", h_root, s, KEEL_ROUTE_INLINE, NULL)) ||
         (e = keel_router_add(r, KEEL_METHOD_GET, "/health/live", h_live, s, KEEL_ROUTE_INLINE,
                              NULL)) ||
-        (e = keel_router_add(r, KEEL_METHOD_GET, "/health/ready", h_ready, s,
-                             KEEL_ROUTE_INLINE, NULL)) ||
+        /* readiness runs the probes, which may block: a worker route */
+        (e = keel_router_add(r, KEEL_METHOD_GET, "/health/ready", h_ready, s, 0, NULL)) ||
         (e = keel_router_add(r, KEEL_METHOD_GET, "/metrics", h_metrics, s, KEEL_ROUTE_INLINE,
                              NULL)) ||
         (e = keel_router_add(r, KEEL_METHOD_GET, "/metrics/{prefix}", h_metrics, s,

@@ -13,6 +13,15 @@
 
 #define ASSERT_OK(expr) assert_int_equal(KEEL_OK, (expr))
 
+/* ------------------------------------------------------ failing allocator -- */
+
+/* Install the failing allocator as keel's hook (and jansson's), disarmed. */
+void keel_test_failalloc_install(void);
+/* -1: never fail; 0: the next allocation and all later ones fail; n: n more succeed first. */
+void keel_test_failalloc_arm(int n);
+/* Disarm and restore the default allocator. */
+void keel_test_failalloc_remove(void);
+
 /* ------------------------------------------------ keeld process fixture -- */
 
 typedef struct keel_test_server {

@@ -384,6 +384,8 @@ static void test_metrics_exposition(void **state)
     assert_non_null(strstr(r.body, "system_cpu_usage_percentage"));
     assert_non_null(strstr(r.body, "background_job_runs_total{job_name=\"update_system_metrics\"}"));
     assert_non_null(strstr(r.body, "keel_log_records_dropped_total"));
+    /* the failing handler of test_handler_failure_is_500 is counted with its error name */
+    assert_non_null(strstr(r.body, "app_errors_total{endpoint=\"/_test/fail\",exception_type=\"KEEL_EINTERNAL\"} 1"));
     keel_test_resp_free(&r);
 
     ASSERT_OK(keel_test_http(&srv, "GET", "/metrics/process_", NULL, NULL, 0, &r));

@@ -703,30 +703,6 @@ static void test_dev_keys_generated_per_process(void **state)
 
 /* --------------------------------------------------------- OOM injection -- */
 
-static int fail_after = -1;
-static void *f_alloc(void *ctx, size_t n)
-{
-    (void)ctx;
-    if (fail_after == 0)
-        return NULL;
-    if (fail_after > 0)
-        fail_after--;
-    return malloc(n);
-}
-static void *f_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    if (fail_after == 0)
-        return NULL;
-    if (fail_after > 0)
-        fail_after--;
-    return realloc(p, n);
-}
-static void f_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
 
 static void test_oom_injection(void **state)
 {
@@ -734,11 +710,10 @@ static void test_oom_injection(void **state)
     const char *vars[] = {"PORT=1", "WEBHOOK_SECRET=a,b,c", "X_TIMEOUT_MS=5",
                           "CORS_ALLOW_ORIGINS=https://a,https://b", NULL};
     const char *dotenv = "HOST=localhost\nDATABASE_URL=\"postgres://x\"\nY_TIMEOUT_MS=6\n";
-    keel_allocator fa = {f_alloc, f_realloc, f_free, NULL};
-    ASSERT_OK(keel_set_allocator(&fa));
+    keel_test_failalloc_install();
     int ok = 0;
     for (int n = 0; n < 200 && !ok; n++) {
-        fail_after = n;
+        keel_test_failalloc_arm(n);
         keel_env *e = NULL;
         keel_err err = keel_env_from(&e, vars, dotenv, strlen(dotenv), NULL);
         if (err != KEEL_OK) {
@@ -754,14 +729,14 @@ static void test_oom_injection(void **state)
             assert_null(s);
             continue;
         }
-        fail_after = -1;
+        keel_test_failalloc_arm(-1);
         assert_int_equal(3, s->webhook_secrets_len);
         assert_string_equal("postgres://x", s->database_url);
         assert_int_equal(6, keel_settings_dep_timeout_ms(s, "y", 0));
         keel_settings_destroy(s);
         ok = 1;
     }
-    fail_after = -1;
+    keel_test_failalloc_arm(-1);
     ASSERT_OK(keel_set_allocator(NULL));
     assert_true(ok);
 }

@@ -187,38 +187,13 @@ static void test_chain_order_shortcircuit_retry(void **state)
 }
 
 /* allocator hook: failing allocator makes functions return ENOMEM, not crash */
-static int fail_after = -1;
-static void *f_alloc(void *ctx, size_t n)
-{
-    (void)ctx;
-    if (fail_after == 0)
-        return NULL;
-    if (fail_after > 0)
-        fail_after--;
-    return malloc(n);
-}
-static void *f_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    if (fail_after == 0)
-        return NULL;
-    if (fail_after > 0)
-        fail_after--;
-    return realloc(p, n);
-}
-static void f_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
 
 static void test_oom_injection(void **state)
 {
     (void)state;
-    keel_allocator fa = {f_alloc, f_realloc, f_free, NULL};
-    ASSERT_OK(keel_set_allocator(&fa));
+    keel_test_failalloc_install();
     for (int n = 0; n < 4; n++) {
-        fail_after = n;
+        keel_test_failalloc_arm(n);
         keel_arena *a = NULL;
         keel_err e = keel_arena_create(&a, 0);
         if (e == KEEL_OK) {
@@ -228,7 +203,7 @@ static void test_oom_injection(void **state)
         } else {
             assert_int_equal(KEEL_ENOMEM, e);
         }
-        fail_after = n;
+        keel_test_failalloc_arm(n);
         keel_chain *c = NULL;
         e = keel_chain_create(&c);
         if (e == KEEL_OK) {
@@ -238,7 +213,7 @@ static void test_oom_injection(void **state)
             keel_chain_destroy(c);
         }
     }
-    fail_after = -1;
+    keel_test_failalloc_arm(-1);
     ASSERT_OK(keel_set_allocator(NULL));
     keel_allocator bad = {NULL, NULL, NULL, NULL};
     assert_int_equal(KEEL_EINVAL, keel_set_allocator(&bad));

@@ -321,39 +321,14 @@ static void test_threads(void **state)
 }
 
 /* Failing allocator: every allocation failure surfaces as KEEL_ENOMEM with no leak. */
-static int fail_after = -1;
-static void *f_alloc(void *ctx, size_t n)
-{
-    (void)ctx;
-    if (fail_after == 0)
-        return NULL;
-    if (fail_after > 0)
-        fail_after--;
-    return malloc(n);
-}
-static void *f_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    if (fail_after == 0)
-        return NULL;
-    if (fail_after > 0)
-        fail_after--;
-    return realloc(p, n);
-}
-static void f_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
 
 static void test_oom(void **state)
 {
     (void)state;
-    keel_allocator fa = {f_alloc, f_realloc, f_free, NULL};
-    ASSERT_OK(keel_set_allocator(&fa));
+    keel_test_failalloc_install();
     keel_label l[] = {{"k", "v"}};
     for (int n = 0; n < 12; n++) {
-        fail_after = n;
+        keel_test_failalloc_arm(n);
         keel_aggregator *a = NULL;
         keel_err e = keel_aggregator_create(&a, 1000, 100);
         if (e != KEEL_OK) {
@@ -368,13 +343,13 @@ static void test_oom(void **state)
             else
                 assert_int_equal(KEEL_ENOMEM, e);
         }
-        fail_after = -1;
+        keel_test_failalloc_arm(-1);
         keel_agg_stats sa = stats_of(a, "a", NULL, 0, 0, 5);
         keel_agg_stats sb = stats_of(a, "b", NULL, 0, 0, 5);
         assert_int_equal(ok, sa.count + sb.count);
         keel_aggregator_destroy(a);
     }
-    fail_after = -1;
+    keel_test_failalloc_arm(-1);
     ASSERT_OK(keel_set_allocator(NULL));
 }
 
