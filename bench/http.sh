@@ -382,6 +382,16 @@ measure() {
   echo "   RSS after the runs: $(awk -v k="${RSS_KIB[$target]}" 'BEGIN { printf "%.1f", k / 1024 }') MiB (VmRSS of pid ${pids[*]})"
   if [ "$target" = keeld ]; then
     echo "   log files written: $(du -sh "$dir/logs" 2>/dev/null | cut -f1) in LOG_DIR, $(wc -c <"$dir/stderr.log") bytes on stderr"
+    # A server that drops its access log under load is cheaper per request: say so.
+    local lm written dropped
+    lm=$(curl -s "http://127.0.0.1:$port/metrics/keel_log_records" || true)
+    written=$(awk '$1 == "keel_log_records_written_total" { print $2 }' <<<"$lm")
+    dropped=$(awk '$1 == "keel_log_records_dropped_total" { print $2 }' <<<"$lm")
+    echo "   log records: ${written:-?} written, ${dropped:-?} dropped (LOG_OVERFLOW=${LOG_OVERFLOW:-drop})"
+    LOG_DROPPED=${dropped:-0}
+    if [ "${dropped:-0}" != 0 ]; then
+      echo "   WARNING: keeld dropped access-log records; its CPU figures are not comparable" >&2
+    fi
   fi
   stop_server "$pid"
 }
@@ -429,6 +439,7 @@ if [ -n "${MED_P99[keeld]:-}" ]; then
   printf '   %-42s %10s   target <= %-6s %s\n' "keeld p99 latency, ms" "${MED_P99[keeld]}" \
     "$TARGET_P99_MS" "$(verdict "${MED_P99[keeld]}" '<=' "$TARGET_P99_MS")"
   rss_mib=$(awk -v k="${RSS_KIB[keeld]}" 'BEGIN { printf "%.1f", k / 1024 }')
+  printf '   %-42s %10s\n' "keeld access-log records dropped" "${LOG_DROPPED:-?}"
   printf '   %-42s %10s   target <= %-6s %s\n' "keeld RSS after the runs, MiB" "$rss_mib" \
     "$TARGET_RSS_MIB" "$(verdict "$rss_mib" '<=' "$TARGET_RSS_MIB")"
 fi

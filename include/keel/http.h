@@ -116,6 +116,9 @@ KEEL_API keel_err keel_resp_body(keel_ctx *cx, int status, const char *content_t
  *  are merged into meta (borrowed). */
 KEEL_API keel_err keel_resp_success(keel_ctx *cx, int status, json_t *data,
                                     const json_t *meta_ext);
+/** Success envelope around data that is already serialised JSON (len bytes, not checked:
+ *  for constant bodies on hot routes).  @return KEEL_OK, KEEL_EINVAL (empty), KEEL_ENOMEM. */
+KEEL_API keel_err keel_resp_success_raw(keel_ctx *cx, int status, const char *json, size_t len);
 /** Send a JSON value as the body without the envelope (stolen). */
 KEEL_API keel_err keel_resp_json(keel_ctx *cx, int status, json_t *value);
 /** RFC 9457 problem (application/problem+json):

@@ -212,9 +212,16 @@ void keel__lbuf_text(keel__lbuf *b, const char *s, size_t n)
 static void put_int(keel__lbuf *b, int64_t v)
 {
     char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%" PRId64, v);
-    if (n > 0)
-        keel__lbuf_put(b, tmp, (size_t)n);
+    /* by hand: every record has a line number and most have integer fields */
+    char *end = tmp + sizeof tmp, *p = end;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--p = '-';
+    keel__lbuf_put(b, p, (size_t)(end - p));
 }
 
 /* Shortest of %.15g / %.17g that reads back exactly; JSON has no NaN or
@@ -225,6 +232,37 @@ static void put_double(keel__lbuf *b, double d)
     if (d != d || d > 1.7976931348623157e308 || d < -1.7976931348623157e308) {
         keel__lbuf_puts(b, "null");
         return;
+    }
+    /* Fast path for values with at most three decimals (durations in ms rounded to the
+     * microsecond): exact when the digits read back as the same double. */
+    if (d > -1e12 && d < 1e12) {
+        double scaled = d * 1000.0;
+        long long m = (long long)(scaled < 0 ? scaled - 0.5 : scaled + 0.5);
+        if ((double)m / 1000.0 == d) {
+            unsigned long long a = m < 0 ? (unsigned long long)-m : (unsigned long long)m;
+            char *end = tmp + sizeof tmp, *p = end;
+            unsigned frac = (unsigned)(a % 1000);
+            int digits = 3;
+            while (digits > 0 && frac % 10 == 0) {
+                frac /= 10;
+                digits--;
+            }
+            for (int i = 0; i < digits; i++) {
+                *--p = (char)('0' + frac % 10);
+                frac /= 10;
+            }
+            if (digits > 0)
+                *--p = '.';
+            unsigned long long whole = a / 1000;
+            do {
+                *--p = (char)('0' + whole % 10);
+                whole /= 10;
+            } while (whole != 0);
+            if (m < 0)
+                *--p = '-';
+            keel__lbuf_put(b, p, (size_t)(end - p));
+            return;
+        }
     }
     int n = snprintf(tmp, sizeof tmp, "%.15g", d);
     if (n > 0 && strtod(tmp, NULL) != d)

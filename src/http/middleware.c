@@ -357,12 +357,25 @@ static keel_err access_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
                         : st >= 400 ? KEEL_LOG_LEVEL_WARNING
                                     : KEEL_LOG_LEVEL_INFO;
     if (keel_log_enabled(al->log, lv)) {
-        keel_log_field f[5] = {
-            KEEL_LF_STR("method", cx->method_name), KEEL_LF_STR("path", cx->path),
-            KEEL_LF_INT("status", st), KEEL_LF_DOUBLE("duration_ms", (double)ns / 1e6),
-            KEEL_LF_STR("client_ip", cx->client_ip)};
-        keel_log_write(al->log, lv, __FILE__, __LINE__, __func__, f, KEEL_ARRAY_LEN(f),
-                       "%s %s %d", cx->method_name, cx->path, st);
+        /* duration rounded to the microsecond, so the writer prints it without printf */
+        double ms = (double)((ns + 500) / 1000) / 1000.0;
+        keel_log_field f[5] = {KEEL_LF_STR("method", cx->method_name),
+                               KEEL_LF_STR("path", cx->path), KEEL_LF_INT("status", st),
+                               KEEL_LF_DOUBLE("duration_ms", ms),
+                               KEEL_LF_STR("client_ip", cx->client_ip)};
+        /* message "GET /path 200" assembled by hand (cheaper than three conversions) */
+        char msg[256];
+        size_t ml = strlen(cx->method_name), pl = strnlen(cx->path, sizeof(msg) - ml - 8);
+        char *w = msg;
+        memcpy(w, cx->method_name, ml);
+        w += ml;
+        *w++ = ' ';
+        memcpy(w, cx->path, pl);
+        w += pl;
+        *w++ = ' ';
+        keel__format_status(st, w);
+        keel_log_write(al->log, lv, __FILE__, __LINE__, __func__, f, KEEL_ARRAY_LEN(f), "%s",
+                       msg);
     }
     return e != KEEL_OK ? e : h;
 }

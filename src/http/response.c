@@ -253,6 +253,9 @@ static char *put(char *w, const char *s, size_t n)
     return w + n;
 }
 
+static keel_err envelope(keel_ctx *cx, int status, const char *ds, size_t dn,
+                         const json_t *meta_ext);
+
 keel_err keel_resp_success(keel_ctx *cx, int status, json_t *data, const json_t *meta_ext)
 {
     if (data == NULL)
@@ -263,6 +266,20 @@ keel_err keel_resp_success(keel_ctx *cx, int status, json_t *data, const json_t 
     json_decref(data);
     if (e != KEEL_OK)
         return e;
+    return envelope(cx, status, ds, dn, meta_ext);
+}
+
+keel_err keel_resp_success_raw(keel_ctx *cx, int status, const char *json, size_t len)
+{
+    if (json == NULL || len == 0)
+        return KEEL_EINVAL;
+    return envelope(cx, status, json, len, NULL);
+}
+
+static keel_err envelope(keel_ctx *cx, int status, const char *ds, size_t dn,
+                         const json_t *meta_ext)
+{
+    keel_err e;
     char *meta;
     size_t mn;
     char ts[KEEL_TIME_ISO8601_SIZE];

@@ -594,7 +594,8 @@ static keel_err h_root(keel_ctx *cx, void *ud)
 static keel_err h_live(keel_ctx *cx, void *ud)
 {
     KEEL_UNUSED(ud);
-    return keel_resp_success(cx, 200, json_pack("{s:s}", "status", "alive"), NULL);
+    static const char alive[] = "{\"status\":\"alive\"}";
+    return keel_resp_success_raw(cx, 200, alive, sizeof(alive) - 1);
 }
 
 static keel_err h_ready(keel_ctx *cx, void *ud)
