@@ -256,7 +256,8 @@ typedef struct keel_settings {
     uint32_t http_max_connections_per_ip;
     /* HTTP_CONNECTION_TIMEOUT_SECONDS (30; 1..3600). */
     uint32_t http_connection_timeout_seconds;
-    /* HTTP_CONNECTION_MEMORY_LIMIT (32768 bytes, libmicrohttpd's default: it holds the request line and headers, and MHD clears it per request; 8192..1073741824). */
+    /* HTTP_CONNECTION_MEMORY_LIMIT (16384 bytes; 8192..1073741824): the request line and
+     * headers must fit; libmicrohttpd clears it on every request, so bigger costs CPU. */
     uint32_t http_connection_memory_limit;
 
     /* LOG_CONSOLE: auto (0, default: coloured text in development and test, JSON lines in

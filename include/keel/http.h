@@ -194,7 +194,7 @@ typedef struct keel_server_config {
     size_t max_body;               /* bytes; larger bodies get 413 (default 1 MiB) */
     unsigned max_connections;      /* total (default 1024) */
     unsigned max_connections_per_ip; /* 0 = unlimited */
-    size_t connection_memory;      /* per-connection buffer incl. request headers (32 KiB) */
+    size_t connection_memory;      /* per-connection buffer incl. request headers (16 KiB) */
     unsigned connection_timeout_s; /* idle/slow client timeout (30) */
     size_t arena_max;              /* per-request arena cap (8 MiB) */
     const char *environment;       /* shown by GET / */

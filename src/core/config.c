@@ -955,7 +955,7 @@ static void load_all(lctx *c)
     s->http_connection_timeout_seconds =
         (uint32_t)rd_int(c, "HTTP_CONNECTION_TIMEOUT_SECONDS", 30, 1, 3600);
     s->http_connection_memory_limit =
-        (uint32_t)rd_int(c, "HTTP_CONNECTION_MEMORY_LIMIT", 32768, 8192, 1073741824);
+        (uint32_t)rd_int(c, "HTTP_CONNECTION_MEMORY_LIMIT", 16384, 8192, 1073741824);
 
     load_webhooks(c);
     load_dep_timeouts(c);

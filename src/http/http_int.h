@@ -22,6 +22,12 @@ keel_err keel__builtin_routes(keel_router *r, keel_server *s);
 /* Whether the server is draining, for Connection: close and readiness. */
 int keel__server_draining(const keel_server *s);
 
+/* Add (or replace) a response header without copying: name and value must stay valid until
+ * the request ends (string literals, or memory of the context itself).  Layers use these on
+ * every request; values are trusted (no CR/LF check). */
+keel_err keel__resp_header_static(keel_ctx *cx, const char *name, const char *value);
+keel_err keel__resp_header_set_static(keel_ctx *cx, const char *name, const char *value);
+
 /* 1 if s is 1..64 characters of [A-Za-z0-9._:-] (response.c). */
 int keel__request_id_sane(const char *s);
 

@@ -319,7 +319,7 @@ static keel_err request_id_call(keel_layer *self, void *vcx, keel_chain_cursor *
     keel_log_context_save(&saved);
     keel_log_context_set_request_id(cx->request_id);
     keel_err e = keel_chain_next(cur, cx);
-    keel_err h = keel_resp_header_set(cx, "X-Request-ID", cx->request_id);
+    keel_err h = keel__resp_header_set_static(cx, "X-Request-ID", cx->request_id);
     keel_log_context_restore(&saved);
     return e != KEEL_OK ? e : h;
 }
@@ -448,7 +448,8 @@ static keel_err security_call(keel_layer *self, void *vcx, keel_chain_cursor *cu
         {"X-Frame-Options", "DENY"},
         {"Referrer-Policy", "strict-origin-when-cross-origin"}};
     for (size_t i = 0; i < KEEL_ARRAY_LEN(h); i++)
-        if (keel_resp_get_header(cx, h[i][0]) == NULL && keel_resp_header(cx, h[i][0], h[i][1]))
+        if (keel_resp_get_header(cx, h[i][0]) == NULL &&
+            keel__resp_header_static(cx, h[i][0], h[i][1]))
             return e != KEEL_OK ? e : KEEL_ENOMEM;
     return e;
 }

@@ -111,18 +111,27 @@ void *keel_ctx_get(const keel_ctx *cx, const void *key)
     return NULL;
 }
 
+/* [A-Za-z0-9._:-] */
+static const unsigned char id_char[256] = {
+    ['-'] = 1, ['.'] = 1, [':'] = 1, ['_'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
 int keel__request_id_sane(const char *s)
 {
     size_t n = 0;
-    for (; s[n]; n++) {
-        char c = s[n];
-        if (n >= KEEL__REQUEST_ID_MAX)
-            return 0;
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '-'))
-            return 0;
-    }
-    return n > 0;
+    while (n <= KEEL__REQUEST_ID_MAX && id_char[(unsigned char)s[n]])
+        n++;
+    return n > 0 && n <= KEEL__REQUEST_ID_MAX && s[n] == '\0';
 }
 
 keel_err keel_ctx_set_request_id(keel_ctx *cx, const char *id)
@@ -168,7 +177,19 @@ keel_err keel_resp_header(keel_ctx *cx, const char *name, const char *value)
     return KEEL_OK;
 }
 
-keel_err keel_resp_header_set(keel_ctx *cx, const char *name, const char *value)
+keel_err keel__resp_header_static(keel_ctx *cx, const char *name, const char *value)
+{
+    resp_header *h = keel_arena_alloc(cx->arena, sizeof(*h), 0);
+    if (h == NULL)
+        return KEEL_ENOMEM;
+    h->name = name;
+    h->value = value;
+    h->next = cx->headers;
+    cx->headers = h;
+    return KEEL_OK;
+}
+
+static void header_remove(keel_ctx *cx, const char *name)
 {
     for (resp_header **pp = &cx->headers; *pp;) {
         if (strcasecmp((*pp)->name, name) == 0)
@@ -176,6 +197,17 @@ keel_err keel_resp_header_set(keel_ctx *cx, const char *name, const char *value)
         else
             pp = &(*pp)->next;
     }
+}
+
+keel_err keel__resp_header_set_static(keel_ctx *cx, const char *name, const char *value)
+{
+    header_remove(cx, name);
+    return keel__resp_header_static(cx, name, value);
+}
+
+keel_err keel_resp_header_set(keel_ctx *cx, const char *name, const char *value)
+{
+    header_remove(cx, name);
     return keel_resp_header(cx, name, value);
 }
 

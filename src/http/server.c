@@ -71,7 +71,7 @@ void keel_server_config_default(keel_server_config *cfg)
     cfg->max_body = 1024 * 1024;
     cfg->max_connections = 1024;
     cfg->max_connections_per_ip = 0;
-    cfg->connection_memory = 32 * 1024;
+    cfg->connection_memory = 16 * 1024;
     cfg->connection_timeout_s = 30;
     cfg->arena_max = KEEL_ARENA_DEFAULT_MAX;
     cfg->environment = "development";

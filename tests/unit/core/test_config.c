@@ -356,7 +356,7 @@ static void test_settings_defaults(void **state)
     assert_int_equal(1024, s->http_max_connections);
     assert_int_equal(0, s->http_max_connections_per_ip);
     assert_int_equal(30, s->http_connection_timeout_seconds);
-    assert_int_equal(32768, s->http_connection_memory_limit);
+    assert_int_equal(16384, s->http_connection_memory_limit);
     assert_int_equal(1234, keel_settings_dep_timeout_ms(s, "stripe", 1234));
     /* the two generated keys differ */
     assert_false(keel_secret_equals(s->access_token_signing_key,
