@@ -11,6 +11,7 @@ pkgs=(
   gcc make cmake pkg-config
   clang libclang-rt-14-dev          # libFuzzer targets, sanitizer runtime
   libmicrohttpd-dev libjansson-dev libssl-dev
+  libsqlite3-dev                    # the embedded default store
   libcurl4-openssl-dev              # integration tests drive keeld over HTTP; client module
   libcmocka-dev
   curl procps

@@ -17,17 +17,20 @@
 
 #include <keel/config.h>
 #include <keel/keel.h>
+#include <keel/store.h>
 #include <keel/tasks.h>
 
 #include "routes.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: keeld [--help] [--version]\n"
+    fprintf(f, "usage: keeld [--help] [--version] [--migrate-only]\n"
                "\n"
                "Starts the keel reference checkout API.  Configuration comes from the\n"
                "environment and from ./.env (real environment variables win); see README.md\n"
-               "for the variables.  Invalid configuration exits with status 2.\n");
+               "for the variables.  Invalid configuration exits with status 2.\n"
+               "\n"
+               "  --migrate-only   apply the database migrations, then exit\n");
 }
 
 static keel_err system_metrics_task(void *ud)
@@ -40,9 +43,26 @@ static void fatal(const char *what, keel_err e, const keel_diag *d)
     fprintf(stderr, "keeld: %s: %s\n", what, d && d->msg[0] ? d->msg : keel_strerror(e));
 }
 
+/* Where keeld's migrations live: KEELD_MIGRATIONS_DIR, else the source tree this binary was
+ * built from (running from a checkout), else the installed data directory. */
+static const char *migrations_dir(void)
+{
+    const char *env = getenv("KEELD_MIGRATIONS_DIR");
+    if (env != NULL && env[0] != '\0')
+        return env;
+    if (access(KEELD_SOURCE_MIGRATIONS, R_OK | X_OK) == 0)
+        return KEELD_SOURCE_MIGRATIONS;
+    return KEELD_INSTALLED_MIGRATIONS;
+}
+
 int main(int argc, char **argv)
 {
+    int migrate_only = 0;
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--migrate-only") == 0) {
+            migrate_only = 1;
+            continue;
+        }
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
@@ -112,6 +132,7 @@ int main(int argc, char **argv)
                               "CORS_ALLOW_ORIGINS to the real origins in production");
 
     int rc = 1;
+    keel_store *store = NULL;
     keel_metrics *metrics = NULL;
     keel_system_metrics *sysm = NULL;
     keel_tasks *tasks = NULL;
@@ -125,6 +146,29 @@ int main(int argc, char **argv)
         fatal("metrics", e, NULL);
         goto out;
     }
+    keel_store_config dc;
+    keel_store_config_default(&dc);
+    dc.url = st->database_url;
+    dc.metrics = metrics;
+    dc.pool_size = st->http_workers < 64 ? st->http_workers : 64;
+    if ((e = keel_store_open(&store, &dc, &d)) != KEEL_OK) {
+        fprintf(stderr, "keeld: database: %s\n", d.msg[0] ? d.msg : keel_strerror(e));
+        KEEL_LOG_CRITICAL(log, "cannot open the database: %s", d.msg[0] ? d.msg : keel_strerror(e));
+        rc = (e == KEEL_EINVAL || e == KEEL_EUNSUPPORTED) ? 2 : 1;
+        goto out;
+    }
+    if ((e = keel_store_migrate(store, migrations_dir(), &d)) != KEEL_OK) {
+        fprintf(stderr, "keeld: migrations: %s\n", d.msg[0] ? d.msg : keel_strerror(e));
+        KEEL_LOG_CRITICAL(log, "migrations failed: %s", d.msg[0] ? d.msg : keel_strerror(e));
+        goto out;
+    }
+    if (migrate_only) {
+        int64_t version = 0;
+        if (keel_store_schema_version(store, &version) == KEEL_OK)
+            printf("keeld: database at schema version %lld\n", (long long)version);
+        rc = 0;
+        goto out;
+    }
     if ((e = keel_tasks_create(&tasks, metrics)) ||
         (e = keel_tasks_add_periodic(tasks, "update_system_metrics", 5000, system_metrics_task,
                                      sysm))) {
@@ -132,7 +176,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if ((e = keel_router_create(&router)) != KEEL_OK ||
-        (e = keeld_routes_register(router, st, &d)) != KEEL_OK) {
+        (e = keeld_routes_register(router, st, store, &d)) != KEEL_OK) {
         fatal("routes", e, &d);
         goto out;
     }
@@ -171,6 +215,10 @@ int main(int argc, char **argv)
         goto out;
     }
     chain = NULL; /* the server owns it now */
+    if ((e = keel_server_add_probe(srv, "database", keel_store_ping, store)) != KEEL_OK) {
+        fatal("server", e, NULL);
+        goto out;
+    }
     if ((e = keel_server_start(srv, &d)) != KEEL_OK) {
         fatal("server", e, &d);
         KEEL_LOG_CRITICAL(log, "cannot start HTTP server: %s", d.msg);
@@ -219,6 +267,7 @@ out:
     keel_tasks_destroy(tasks);
     keel_router_destroy(router);
     keel_system_metrics_destroy(sysm);
+    keel_store_close(store);
     keel_metrics_destroy(metrics);
     keeld_routes_cleanup();
     keel_log_stop();

@@ -59,9 +59,12 @@ static keel_err t_fail(keel_ctx *cx, void *ud)
     return KEEL_EINTERNAL;
 }
 
-keel_err keeld_routes_register(keel_router *r, const keel_settings *st, keel_diag *diag)
+keel_err keeld_routes_register(keel_router *r, const keel_settings *st, keel_store *store,
+                               keel_diag *diag)
 {
     keel_err e = keel_router_version(r, "/api", "1");
+    if (e == KEEL_OK)
+        e = keeld_products_routes(r, store, diag);
     if (e != KEEL_OK || st->environment != KEEL_ENVIRONMENT_TEST)
         return e;
     if ((e = keel_router_add(r, KEEL_METHOD_GET, "/_test/sleep", t_sleep, NULL, 0, diag)) ||

@@ -48,7 +48,8 @@ extern "C" {
     X(UNSUPPORTED, -16, "operation not supported")                                                 \
     X(INTERNAL, -17, "internal error")                                                             \
     X(AGAIN, -18, "temporarily unavailable, try again")                                            \
-    X(CRYPTO, -19, "cryptographic library failure")
+    X(CRYPTO, -19, "cryptographic library failure")                                              \
+    X(CONSTRAINT, -20, "constraint violation")
 
 /** Error codes.  0 is success; every error is negative. */
 typedef enum keel_err {

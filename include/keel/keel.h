@@ -12,4 +12,5 @@
 #include <keel/tasks.h>
 #include <keel/config.h>
 #include <keel/validate.h>
+#include <keel/store.h>
 #endif

@@ -580,6 +580,38 @@ static bool has_prefix(keel_str v, const char *prefix)
     return v.len > n && keel_str_ieq((keel_str){v.ptr, n}, (keel_str){prefix, n});
 }
 
+/* A URL for messages loses its credentials: "user:password@" before the host becomes
+ * "***@", since DATABASE_URL and REDIS_URL usually carry a password. */
+static shown show_url(keel_str v)
+{
+    const char *sep = NULL, *at = NULL;
+    for (size_t i = 0; i + 2 < v.len; i++) {
+        if (v.ptr[i] == ':' && v.ptr[i + 1] == '/' && v.ptr[i + 2] == '/') {
+            sep = v.ptr + i + 3;
+            break;
+        }
+    }
+    if (sep != NULL) {
+        const char *end = v.ptr + v.len;
+        for (const char *p = sep; p < end && *p != '/'; p++)
+            if (*p == '@')
+                at = p;
+    }
+    if (at == NULL)
+        return show(v);
+    char tmp[SHOWN_MAX + 8];
+    size_t head = KEEL_MIN((size_t)(sep - v.ptr), (size_t)SHOWN_MAX / 2);
+    size_t n = 0;
+    memcpy(tmp, v.ptr, head);
+    n = head;
+    memcpy(tmp + n, "***", 3);
+    n += 3;
+    size_t tail = KEEL_MIN((size_t)(v.ptr + v.len - at), sizeof(tmp) - n);
+    memcpy(tmp + n, at, tail);
+    n += tail;
+    return show((keel_str){tmp, n});
+}
+
 /* Optional or defaulted URL that must start with one of prefixes (and have more after it). */
 static const char *rd_url(lctx *c, const char *name, const char *def, const char *const *prefixes,
                           size_t n, const char *expect)
@@ -593,14 +625,14 @@ static const char *rd_url(lctx *c, const char *name, const char *def, const char
                 unsigned char ch = (unsigned char)v.ptr[j];
                 if (ch <= 0x20 || ch == 0x7f) {
                     bad(c, "%s: must not contain blanks or control characters, got '%s'", name,
-                        show(v).s);
+                        show_url(v).s);
                     return NULL;
                 }
             }
             return arena_dup(c, v);
         }
     }
-    bad(c, "%s: must start with %s, got '%s'", name, expect, show(v).s);
+    bad(c, "%s: must start with %s, got '%s'", name, expect, show_url(v).s);
     return NULL;
 }
 

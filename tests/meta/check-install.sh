@@ -12,7 +12,7 @@ export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig:$tmp/prefix/lib/x86_64-linux-g
 libdir=$(pkg-config --variable=libdir keel)
 cc -std=c11 -Wall -Werror "$root/examples/hello.c" -o "$tmp/hello-static" \
    $(pkg-config --cflags keel) "$libdir/libkeel.a" \
-   $(pkg-config --libs libmicrohttpd jansson libcrypto) -lpthread -lm
+   $(pkg-config --libs libmicrohttpd jansson libcrypto sqlite3) -lpthread -lm
 ! ldd "$tmp/hello-static" | grep -q libkeel.so
 cc -std=c11 -Wall -Werror "$root/examples/hello.c" -o "$tmp/hello-shared" \
    $(pkg-config --cflags --libs keel) -Wl,-rpath,"$(pkg-config --variable=libdir keel)"

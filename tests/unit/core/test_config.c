@@ -529,6 +529,17 @@ static void test_settings_all_errors_at_once(void **state)
                         errs);
     keel_free(errs);
     assert_int_equal(KEEL_EINVAL, keel_settings_load(&s, NULL, NULL));
+
+    /* credentials in a rejected URL never reach the message */
+    const char *v3[] = {"DATABASE_URL=mysql://admin:hunter22@db:3306/shop",
+                        "REDIS_URL=redis://:s3cret@cache host:6379", NULL};
+    assert_int_equal(KEEL_EINVAL, load(v3, &s, &errs));
+    assert_string_equal("DATABASE_URL: must start with 'sqlite:', 'postgres://' or "
+                        "'postgresql://', got 'mysql://***@db:3306/shop'\n"
+                        "REDIS_URL: must not contain blanks or control characters, got "
+                        "'redis://***@cache host:6379'\n",
+                        errs);
+    keel_free(errs);
 }
 
 static void test_settings_blank_means_default(void **state)

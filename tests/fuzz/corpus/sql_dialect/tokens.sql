@@ -1,0 +1,1 @@
+UPDATE jobs SET at = {now_ms} WHERE id IN (SELECT id FROM jobs LIMIT 1 {skip_locked})

@@ -1,0 +1,210 @@
+/* Integration: keeld's products API over real HTTP on its embedded SQLite database. */
+#define _GNU_SOURCE 1
+#include "test.h"
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static keel_test_server srv;
+static const char *const json_ct[] = {"Content-Type: application/json", NULL};
+
+static int setup(void **state)
+{
+    (void)state;
+    return keel_test_server_start(&srv, NULL);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    keel_test_server_stop(&srv, SIGTERM, 10000);
+    return 0;
+}
+
+static json_t *data_of(const keel_test_resp *r)
+{
+    json_t *v = json_loads(r->body, 0, NULL);
+    if (v == NULL)
+        fail_msg("not JSON: %s", r->body);
+    return v;
+}
+
+static void create(const char *name, int price, char id_out[64])
+{
+    char body[256];
+    snprintf(body, sizeof(body), "{\"name\":\"%s\",\"price_minor\":%d,\"currency\":\"EUR\"}",
+             name, price);
+    keel_test_resp r;
+    ASSERT_OK(keel_test_http(&srv, "POST", "/api/v1/products", json_ct, body, strlen(body), &r));
+    assert_int_equal(201, r.status);
+    json_t *v = data_of(&r);
+    json_t *d = json_object_get(v, "data");
+    assert_string_equal(name, json_string_value(json_object_get(d, "name")));
+    assert_int_equal(price, json_integer_value(json_object_get(d, "price_minor")));
+    snprintf(id_out, 64, "%s", json_string_value(json_object_get(d, "id")));
+    assert_true(keel_uuid_valid(keel_str_c(id_out)));
+    char loc[128], want[128];
+    assert_true(keel_test_resp_header(&r, "location", loc, sizeof(loc)));
+    snprintf(want, sizeof(want), "/api/v1/products/%s", id_out);
+    assert_string_equal(want, loc);
+    json_decref(v);
+    keel_test_resp_free(&r);
+}
+
+static void test_crud_and_pagination(void **state)
+{
+    (void)state;
+    char ids[5][64];
+    for (int i = 0; i < 5; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "Widget %d", i);
+        create(name, 100 * (i + 1), ids[i]);
+    }
+    keel_test_resp r;
+    char path[160];
+    snprintf(path, sizeof(path), "/api/v1/products/%s", ids[2]);
+    ASSERT_OK(keel_test_http(&srv, "GET", path, NULL, NULL, 0, &r));
+    assert_int_equal(200, r.status);
+    json_t *v = data_of(&r);
+    assert_string_equal("Widget 2", json_string_value(json_object_get(json_object_get(v, "data"), "name")));
+    json_decref(v);
+    keel_test_resp_free(&r);
+
+    ASSERT_OK(keel_test_http(&srv, "GET", "/api/v1/products?skip=1&limit=2", NULL, NULL, 0, &r));
+    assert_int_equal(200, r.status);
+    v = data_of(&r);
+    json_t *arr = json_object_get(v, "data");
+    assert_int_equal(2, json_array_size(arr));
+    assert_string_equal(ids[1], json_string_value(json_object_get(json_array_get(arr, 0), "id")));
+    assert_string_equal(ids[2], json_string_value(json_object_get(json_array_get(arr, 1), "id")));
+    json_t *meta = json_object_get(v, "meta");
+    assert_int_equal(2, json_integer_value(json_object_get(meta, "count")));
+    assert_true(json_is_true(json_object_get(meta, "success")));
+    json_decref(v);
+    keel_test_resp_free(&r);
+
+    ASSERT_OK(keel_test_http(&srv, "DELETE", path, NULL, NULL, 0, &r));
+    assert_int_equal(204, r.status);
+    keel_test_resp_free(&r);
+    ASSERT_OK(keel_test_http(&srv, "GET", path, NULL, NULL, 0, &r));
+    assert_int_equal(404, r.status);
+    keel_test_resp_free(&r);
+    ASSERT_OK(keel_test_http(&srv, "DELETE", path, NULL, NULL, 0, &r));
+    assert_int_equal(404, r.status);
+    keel_test_resp_free(&r);
+    ASSERT_OK(keel_test_http(&srv, "GET", "/api/v1/products/not-a-uuid", NULL, NULL, 0, &r));
+    assert_int_equal(404, r.status);
+    keel_test_resp_free(&r);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    keel_test_resp r;
+    const char *bad = "{\"name\":\"\",\"price_minor\":-5,\"currency\":\"eur\",\"color\":\"red\"}";
+    ASSERT_OK(keel_test_http(&srv, "POST", "/api/v1/products", json_ct, bad, strlen(bad), &r));
+    assert_int_equal(422, r.status);
+    json_t *v = data_of(&r);
+    assert_int_equal(4, json_array_size(json_object_get(v, "errors")));
+    json_decref(v);
+    keel_test_resp_free(&r);
+    ASSERT_OK(keel_test_http(&srv, "GET", "/api/v1/products?limit=1000&skip=-1", NULL, NULL, 0, &r));
+    assert_int_equal(422, r.status);
+    v = data_of(&r);
+    assert_int_equal(2, json_array_size(json_object_get(v, "errors")));
+    json_decref(v);
+    keel_test_resp_free(&r);
+}
+
+static void test_readiness_includes_database(void **state)
+{
+    (void)state;
+    keel_test_resp r;
+    ASSERT_OK(keel_test_http(&srv, "GET", "/health/ready", NULL, NULL, 0, &r));
+    assert_int_equal(200, r.status);
+    assert_non_null(strstr(r.body, "\"database\":\"ok\""));
+    keel_test_resp_free(&r);
+    ASSERT_OK(keel_test_http(&srv, "GET", "/metrics/db_", NULL, NULL, 0, &r));
+    assert_non_null(strstr(r.body, "db_sqlite_query_duration_seconds_bucket{operation=\"INSERT\""));
+    keel_test_resp_free(&r);
+}
+
+/* Run keeld with extra environment in dir; capture stdout+stderr; return the exit status. */
+static int run_keeld(const char *dir, const char *const *env, const char *arg, char *out,
+                     size_t cap)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (chdir(dir) != 0)
+            _exit(127);
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        close(p[0]);
+        setenv("ENVIRONMENT", "test", 1);
+        setenv("LOG_CONSOLE", "off", 1);
+        for (size_t i = 0; env && env[i]; i++)
+            putenv(strdup(env[i]));
+        execl(KEEL_TEST_KEELD, "keeld", arg, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < cap && (r = read(p[0], out + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    out[n] = '\0';
+    close(p[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_migrate_only_and_bad_url(void **state)
+{
+    (void)state;
+    char dir[256], out[4096];
+    snprintf(dir, sizeof(dir), "%s/migrate.XXXXXX", KEEL_TEST_TMP);
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(0, run_keeld(dir, NULL, "--migrate-only", out, sizeof(out)));
+    assert_non_null(strstr(out, "schema version 1"));
+    struct stat sb;
+    char db[300];
+    snprintf(db, sizeof(db), "%s/var/keel.db", dir);
+    assert_int_equal(0, stat(db, &sb));
+    /* idempotent */
+    assert_int_equal(0, run_keeld(dir, NULL, "--migrate-only", out, sizeof(out)));
+    assert_non_null(strstr(out, "schema version 1"));
+    /* an unsupported or malformed DATABASE_URL is a clear startup error (exit 2) */
+    const char *mysql[] = {"DATABASE_URL=mysql://u:secretpw@h/db", NULL};
+    assert_int_equal(2, run_keeld(dir, mysql, "--migrate-only", out, sizeof(out)));
+    assert_non_null(strstr(out, "DATABASE_URL"));
+    assert_null(strstr(out, "secretpw"));
+    const char *pg[] = {"DATABASE_URL=postgres://u:secretpw@127.0.0.1:1/db", NULL};
+    assert_int_equal(2, run_keeld(dir, pg, "--migrate-only", out, sizeof(out)));
+    assert_non_null(strstr(out, "DATABASE_URL"));
+    assert_null(strstr(out, "secretpw"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest served[] = {
+        cmocka_unit_test(test_crud_and_pagination),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_readiness_includes_database),
+    };
+    const struct CMUnitTest cli[] = {
+        cmocka_unit_test(test_migrate_only_and_bad_url),
+    };
+    int rc = cmocka_run_group_tests_name("products", served, setup, teardown);
+    rc |= cmocka_run_group_tests_name("startup", cli, NULL, NULL);
+    return rc;
+}
