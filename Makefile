@@ -27,16 +27,18 @@ run: build
 	@mkdir -p var logs
 	exec ./$(BUILD)/keeld
 
+# Tests run against real PostgreSQL and Redis servers that scripts/with-services.sh starts
+# (and stops) for the run; nothing is skipped.
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
+	scripts/with-services.sh sh -c 'cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300'
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(SMOKE_FUZZ_SECONDS)
 
 asan: deps
 	@cmake -S . -B build-asan -DKEEL_WERROR=ON -DKEEL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	@cmake --build build-asan -j $(JOBS)
-	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	scripts/with-services.sh sh -c 'cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j $(JOBS) --timeout 600
+	  ctest --output-on-failure -j $(JOBS) --timeout 600'
 
 fuzz-build: deps
 	@CC=clang cmake -S . -B build-fuzz -DKEEL_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null

@@ -12,6 +12,7 @@ pkgs=(
   clang libclang-rt-14-dev          # libFuzzer targets, sanitizer runtime
   libmicrohttpd-dev libjansson-dev libssl-dev
   libsqlite3-dev                    # the embedded default store
+  libpq-dev libhiredis-dev          # PostgreSQL and Redis clients
   libcurl4-openssl-dev              # integration tests drive keeld over HTTP; client module
   libcmocka-dev
   curl procps
@@ -19,7 +20,8 @@ pkgs=(
 for group in "$@"; do
   case "$group" in
     bench) pkgs+=(wrk nginx-light util-linux) ;;
-    *) echo "deps.sh: unknown group '$group' (known: bench)" >&2; exit 2 ;;
+    services) pkgs+=(postgresql redis-server redis-tools util-linux) ;;
+    *) echo "deps.sh: unknown group '$group' (known: bench, services)" >&2; exit 2 ;;
   esac
 done
 

@@ -17,6 +17,7 @@
 
 #include <keel/config.h>
 #include <keel/keel.h>
+#include <keel/redis.h>
 #include <keel/store.h>
 #include <keel/tasks.h>
 
@@ -133,6 +134,7 @@ int main(int argc, char **argv)
 
     int rc = 1;
     keel_store *store = NULL;
+    keel_redis *redis = NULL;
     keel_metrics *metrics = NULL;
     keel_system_metrics *sysm = NULL;
     keel_tasks *tasks = NULL;
@@ -161,6 +163,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "keeld: migrations: %s\n", d.msg[0] ? d.msg : keel_strerror(e));
         KEEL_LOG_CRITICAL(log, "migrations failed: %s", d.msg[0] ? d.msg : keel_strerror(e));
         goto out;
+    }
+    if (st->redis_url != NULL) {
+        keel_redis_config rc_cfg;
+        keel_redis_config_default(&rc_cfg);
+        rc_cfg.url = st->redis_url;
+        rc_cfg.metrics = metrics;
+        rc_cfg.command_timeout_ms = keel_settings_dep_timeout_ms(st, "redis", 1000);
+        if ((e = keel_redis_open(&redis, &rc_cfg, &d)) != KEEL_OK) {
+            fprintf(stderr, "keeld: redis: %s\n", d.msg[0] ? d.msg : keel_strerror(e));
+            KEEL_LOG_CRITICAL(log, "cannot reach Redis: %s", d.msg[0] ? d.msg : keel_strerror(e));
+            rc = (e == KEEL_EINVAL || e == KEEL_EUNSUPPORTED) ? 2 : 1;
+            goto out;
+        }
     }
     if (migrate_only) {
         int64_t version = 0;
@@ -215,7 +230,8 @@ int main(int argc, char **argv)
         goto out;
     }
     chain = NULL; /* the server owns it now */
-    if ((e = keel_server_add_probe(srv, "database", keel_store_ping, store)) != KEEL_OK) {
+    if ((e = keel_server_add_probe(srv, "database", keel_store_ping, store)) != KEEL_OK ||
+        (redis != NULL && (e = keel_server_add_probe(srv, "redis", keel_redis_ping, redis)))) {
         fatal("server", e, NULL);
         goto out;
     }
@@ -268,6 +284,7 @@ out:
     keel_router_destroy(router);
     keel_system_metrics_destroy(sysm);
     keel_store_close(store);
+    keel_redis_close(redis);
     keel_metrics_destroy(metrics);
     keeld_routes_cleanup();
     keel_log_stop();

@@ -13,4 +13,5 @@
 #include <keel/config.h>
 #include <keel/validate.h>
 #include <keel/store.h>
+#include <keel/redis.h>
 #endif

@@ -1,9 +1,9 @@
 /*
- * keel/store.h - SQL storage: one interface over SQLite (embedded default) and, from a later
- * release, PostgreSQL.  Application code is written once against it.
+ * keel/store.h - SQL storage: one interface over SQLite (embedded default) and PostgreSQL
+ * (libpq).  Application code is written once against it.
  *
  * Model.  A keel_store is a pool of connections to one database, opened from a URL
- * ("sqlite:PATH", later "postgres://...").  A request or job checks a connection out
+ * ("sqlite:PATH", "postgres://user:pass@host:port/db").  A request or job checks a connection out
  * (keel_db_acquire), runs prepared statements with bound parameters only, and gives it back
  * (keel_db_release).  Transactions nest: the outermost keel_db_begin() starts a transaction,
  * inner ones create savepoints.  keel_store_tx() is the unit of work of seed 004's
@@ -45,7 +45,8 @@ typedef enum keel_store_engine { KEEL_STORE_SQLITE = 1, KEEL_STORE_POSTGRES = 2 
 
 typedef struct keel_store_config {
     size_t size;
-    const char *url;              /* "sqlite:./var/keel.db" (directory created), "sqlite::memory:" */
+    const char *url;              /* "sqlite:./var/keel.db" (directory created), "sqlite::memory:",
+                                     "postgres://user:pass@host:port/db" */
     unsigned pool_size;           /* connections kept open (default 8; SQLite: 1 writer at a time) */
     unsigned pool_overflow;       /* extra connections opened under load, closed when idle (4) */
     uint32_t checkout_timeout_ms; /* keel_db_acquire gives up after this (5000) */
@@ -59,7 +60,7 @@ KEEL_API void keel_store_config_default(keel_store_config *cfg);
 
 /** Open the database named by cfg->url.  Errors name the problem in diag ("DATABASE_URL:
  *  unsupported scheme 'mysql'", "cannot open ./var/keel.db: ...").
- *  @return KEEL_OK, KEEL_EINVAL (bad URL), KEEL_EUNSUPPORTED (engine not built in), KEEL_EIO. */
+ *  @return KEEL_OK, KEEL_EINVAL (bad URL), KEEL_EIO (cannot open / connect). */
 KEEL_API KEEL_NODISCARD keel_err keel_store_open(keel_store **out, const keel_store_config *cfg,
                                                  keel_diag *diag);
 /** Close every connection (all must have been released) and free. NULL is a no-op. */

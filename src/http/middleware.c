@@ -46,6 +46,21 @@ static void free_layer(keel_layer *l)
     keel_free(l);
 }
 
+/* A layer without state of its own. */
+static keel_err stateless_layer(const char *name,
+                                keel_err (*call)(keel_layer *, void *, keel_chain_cursor *),
+                                keel_layer **out)
+{
+    keel_layer *l = keel__new(keel_layer);
+    if (l == NULL)
+        return KEEL_ENOMEM;
+    l->name = name;
+    l->call = call;
+    l->dispose = free_layer;
+    *out = l;
+    return KEEL_OK;
+}
+
 /* ------------------------------------------------------------------ CORS -- */
 
 typedef struct cors_layer {
@@ -326,14 +341,7 @@ static keel_err request_id_call(keel_layer *self, void *vcx, keel_chain_cursor *
 
 keel_err keel_mw_request_id(keel_layer **out)
 {
-    keel_layer *l = keel__new(keel_layer);
-    if (l == NULL)
-        return KEEL_ENOMEM;
-    l->name = "request_id";
-    l->call = request_id_call;
-    l->dispose = free_layer;
-    *out = l;
-    return KEEL_OK;
+    return stateless_layer("request_id", request_id_call, out);
 }
 
 /* ------------------------------------------------------------ access log -- */
@@ -425,14 +433,7 @@ const struct keel_device_info *keel_ctx_device(const keel_ctx *cx)
 
 keel_err keel_mw_device_info(keel_layer **out)
 {
-    keel_layer *l = keel__new(keel_layer);
-    if (l == NULL)
-        return KEEL_ENOMEM;
-    l->name = "device_info";
-    l->call = device_call;
-    l->dispose = free_layer;
-    *out = l;
-    return KEEL_OK;
+    return stateless_layer("device_info", device_call, out);
 }
 
 /* ------------------------------------------------------ security headers -- */
@@ -456,14 +457,7 @@ static keel_err security_call(keel_layer *self, void *vcx, keel_chain_cursor *cu
 
 keel_err keel_mw_security_headers(keel_layer **out)
 {
-    keel_layer *l = keel__new(keel_layer);
-    if (l == NULL)
-        return KEEL_ENOMEM;
-    l->name = "security_headers";
-    l->call = security_call;
-    l->dispose = free_layer;
-    *out = l;
-    return KEEL_OK;
+    return stateless_layer("security_headers", security_call, out);
 }
 
 /* ------------------------------------------------------------- the chain -- */

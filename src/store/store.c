@@ -212,8 +212,8 @@ keel_err keel_store_open(keel_store **out, const keel_store_config *cfg, keel_di
             return keel_diag_set(diag, KEEL_EINVAL, 0, "DATABASE_URL: missing SQLite path");
         memory = strcmp(target, ":memory:") == 0;
     } else if (has_prefix(url, "postgres://") || has_prefix(url, "postgresql://")) {
-        return keel_diag_set(diag, KEEL_EUNSUPPORTED, 0,
-                             "DATABASE_URL: PostgreSQL support arrives with a later release");
+        be = &keel__store_pg;
+        target = url; /* libpq parses the whole URI */
     } else {
         /* Name only the scheme: the rest of a URL may hold a password. */
         const char *colon = strchr(url, ':');
@@ -256,7 +256,7 @@ keel_err keel_store_open(keel_store **out, const keel_store_config *cfg, keel_di
     keel_err rc = KEEL_OK;
     if (!cv_ok)
         rc = keel_diag_set(diag, KEEL_ENOMEM, 0, "cannot create pool lock");
-    if (rc == KEEL_OK && !memory)
+    if (rc == KEEL_OK && !memory && be == &keel__store_sqlite)
         rc = make_parent_dirs(s->target, diag);
     if (rc == KEEL_OK) {
         rc = register_metrics(s);

@@ -1,6 +1,6 @@
 /* store_int.h - the backend interface behind keel/store.h (cf. curl's vtls/).  store.c owns
  * pooling, transactions, the statement cache, metrics and the dialect rewrite; a backend
- * (sqlite.c, later pg.c) only talks to its engine.  Never installed. */
+ * (sqlite.c, pg.c) only talks to its engine.  Never installed. */
 #ifndef KEEL_STORE_INT_H
 #define KEEL_STORE_INT_H
 
@@ -44,5 +44,6 @@ typedef struct keel__store_backend {
 } keel__store_backend;
 
 extern const keel__store_backend keel__store_sqlite;
+extern const keel__store_backend keel__store_pg;
 
 #endif

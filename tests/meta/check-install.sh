@@ -12,11 +12,14 @@ export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig:$tmp/prefix/lib/x86_64-linux-g
 libdir=$(pkg-config --variable=libdir keel)
 cc -std=c11 -Wall -Werror "$root/examples/hello.c" -o "$tmp/hello-static" \
    $(pkg-config --cflags keel) "$libdir/libkeel.a" \
-   $(pkg-config --libs libmicrohttpd jansson libcrypto sqlite3) -lpthread -lm
-! ldd "$tmp/hello-static" | grep -q libkeel.so
+   $(pkg-config --libs libmicrohttpd jansson libcrypto sqlite3 libpq hiredis) -lpthread -lm
+# (ldd output captured first: grep -q closing the pipe early would fail the pipeline)
+linked=$(ldd "$tmp/hello-static")
+! grep -q libkeel.so <<<"$linked"
 cc -std=c11 -Wall -Werror "$root/examples/hello.c" -o "$tmp/hello-shared" \
    $(pkg-config --cflags --libs keel) -Wl,-rpath,"$(pkg-config --variable=libdir keel)"
-ldd "$tmp/hello-shared" | grep -q libkeel.so
+linked=$(ldd "$tmp/hello-shared")
+grep -q libkeel.so <<<"$linked"
 mkdir -p "$tmp/cm"
 cat >"$tmp/cm/CMakeLists.txt" <<CM
 cmake_minimum_required(VERSION 3.20)
