@@ -153,6 +153,7 @@ int main(int argc, char **argv)
     dc.url = st->database_url;
     dc.metrics = metrics;
     dc.pool_size = st->http_workers < 64 ? st->http_workers : 64;
+    dc.query_timeout_ms = keel_settings_dep_timeout_ms(st, "db_query", 0); /* DB_QUERY_TIMEOUT_MS */
     if ((e = keel_store_open(&store, &dc, &d)) != KEEL_OK) {
         fprintf(stderr, "keeld: database: %s\n", d.msg[0] ? d.msg : keel_strerror(e));
         KEEL_LOG_CRITICAL(log, "cannot open the database: %s", d.msg[0] ? d.msg : keel_strerror(e));
