@@ -4,7 +4,7 @@
 #   make test    install missing packages, build (-Werror), run every test + a short fuzz run
 #   make asan    the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz    libFuzzer on every target (FUZZ_SECONDS each, default 60)
-#   make bench   benchmarks under bench/ (needs wrk and nginx; deps.sh installs them)
+#   make bench   benchmarks under bench/ (http.sh: wrk vs nginx; store.sh: store vs raw engine APIs)
 
 BUILD        ?= build
 JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
@@ -50,6 +50,7 @@ fuzz: fuzz-build
 bench: build
 	@scripts/deps.sh bench
 	bench/http.sh
+	bench/store.sh
 
 install: build
 	cmake --install $(BUILD)

@@ -6,6 +6,7 @@
 #   scripts/test-services.sh stop              stop both, remove their data
 #   scripts/test-services.sh restart-pg        restart PostgreSQL on the same port
 #   scripts/test-services.sh restart-redis     restart Redis on the same port
+#   scripts/test-services.sh stop-pg|start-pg  take PostgreSQL down / bring it back (same port)
 #   scripts/test-services.sh env               print the export lines again
 #
 # Servers listen on 127.0.0.1 on random free ports, keep their data in
@@ -40,10 +41,13 @@ print_env() {
   [ -f "$dir/services.env" ] && cat "$dir/services.env"
 }
 
+# fsync=off is safe here (the OS does not crash under a test), but synchronous_commit must
+# stay on: restart-pg/stop-pg stop the server the hard way, and commits still waiting in
+# PostgreSQL's own WAL buffers would be lost.
 start_pg() {
   local port=$1
   as_pg "$pgbin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w -t 30 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200" \
     start >/dev/null
 }
 
@@ -111,6 +115,18 @@ cmd_restart_pg() {
   start_pg "$KEEL_TEST_PG_PORT"
 }
 
+cmd_stop_pg() {
+  # shellcheck disable=SC1090
+  source "$dir/services.env"
+  as_pg "$pgbin/pg_ctl" -D "$dir/pg" -m immediate -w stop >/dev/null
+}
+
+cmd_start_pg() {
+  # shellcheck disable=SC1090
+  source "$dir/services.env"
+  start_pg "$KEEL_TEST_PG_PORT"
+}
+
 cmd_restart_redis() {
   # shellcheck disable=SC1090
   source "$dir/services.env"
@@ -126,6 +142,8 @@ case "${1:-}" in
   stop) cmd_stop ;;
   restart-pg) cmd_restart_pg ;;
   restart-redis) cmd_restart_redis ;;
+  stop-pg) cmd_stop_pg ;;
+  start-pg) cmd_start_pg ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|restart-pg|restart-redis|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart-pg|restart-redis|stop-pg|start-pg|env" >&2; exit 2 ;;
 esac

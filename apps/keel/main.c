@@ -4,11 +4,14 @@
 
 #include <keel/keel.h>
 
+#include "cli.h"
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: keel <command> [options]\n"
                "\n"
                "commands:\n"
+               "  migrate    apply database migrations (keel migrate --help)\n"
                "  version    print the libkeel version\n"
                "\n"
                "Each command reads stdin when no file is given, writes results to stdout and\n"
@@ -30,6 +33,8 @@ int main(int argc, char **argv)
         printf("keel %s\n", keel_version());
         return 0;
     }
+    if (strcmp(argv[1], "migrate") == 0)
+        return keel_cmd_migrate(argc - 1, argv + 1);
     fprintf(stderr, "keel: unknown command '%s' (see keel --help)\n", argv[1]);
     return 2;
 }

@@ -184,6 +184,43 @@ static void test_readiness_includes_database(void **state)
     keel_test_resp_free(&r);
 }
 
+/* PostgreSQL goes down under a running keeld: requests get a 503 problem, readiness fails,
+ * and both recover on their own when the database returns. */
+static void test_database_down_and_back(void **state)
+{
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s/../../scripts/test-services.sh stop-pg", KEEL_TEST_DATA);
+    assert_int_equal(0, system(cmd));
+    keel_test_resp r;
+    ASSERT_OK(keel_test_http(&srv, "GET", "/api/v1/products", NULL, NULL, 0, &r));
+    assert_int_equal(503, r.status);
+    json_t *v = data_of(&r);
+    assert_int_equal(503, json_integer_value(json_object_get(v, "status")));
+    assert_null(strstr(r.body, "postgres")); /* no engine detail leaks to the client */
+    json_decref(v);
+    keel_test_resp_free(&r);
+    ASSERT_OK(keel_test_http(&srv, "GET", "/health/ready", NULL, NULL, 0, &r));
+    assert_int_equal(503, r.status);
+    assert_non_null(strstr(r.body, "\"check\":\"database\""));
+    keel_test_resp_free(&r);
+
+    snprintf(cmd, sizeof(cmd), "%s/../../scripts/test-services.sh start-pg", KEEL_TEST_DATA);
+    assert_int_equal(0, system(cmd));
+    long status = 0;
+    for (int i = 0; i < 50 && status != 200; i++) { /* dead pooled connections are replaced */
+        ASSERT_OK(keel_test_http(&srv, "GET", "/api/v1/products", NULL, NULL, 0, &r));
+        status = r.status;
+        keel_test_resp_free(&r);
+        if (status != 200)
+            usleep(100000);
+    }
+    assert_int_equal(200, status);
+    ASSERT_OK(keel_test_http(&srv, "GET", "/health/ready", NULL, NULL, 0, &r));
+    assert_int_equal(200, r.status);
+    keel_test_resp_free(&r);
+}
+
 /* Run keeld with extra environment in dir; capture stdout+stderr; return the exit status. */
 static int run_keeld(const char *dir, const char *const *env, const char *arg, char *out,
                      size_t cap)
@@ -251,12 +288,18 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_readiness_includes_database),
     };
+    const struct CMUnitTest served_pg[] = {
+        cmocka_unit_test(test_crud_and_pagination),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_readiness_includes_database),
+        cmocka_unit_test(test_database_down_and_back),
+    };
     const struct CMUnitTest cli[] = {
         cmocka_unit_test(test_migrate_only_and_bad_url),
     };
     int rc = cmocka_run_group_tests_name("products on sqlite", served, setup_sqlite, teardown);
     if (getenv("KEEL_TEST_PG_DSN") != NULL)
-        rc |= cmocka_run_group_tests_name("products on postgres", served, setup_pg, teardown);
+        rc |= cmocka_run_group_tests_name("products on postgres", served_pg, setup_pg, teardown);
     else
         fprintf(stderr, "KEEL_TEST_PG_DSN unset: PostgreSQL group not run "
                         "(make test always sets it)\n");

@@ -1,0 +1,8 @@
+/* cli.h - subcommands of the keel CLI: each takes argv from its own name on and returns the
+ * process exit status (0 success, 1 negative verdict or failure, 2 usage or input error). */
+#ifndef KEEL_CLI_H
+#define KEEL_CLI_H
+
+int keel_cmd_migrate(int argc, char **argv);
+
+#endif
