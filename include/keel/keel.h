@@ -14,4 +14,11 @@
 #include <keel/validate.h>
 #include <keel/store.h>
 #include <keel/redis.h>
+#include <keel/policy.h>
+#include <keel/retry.h>
+#include <keel/breaker.h>
+#include <keel/limiter.h>
+#include <keel/cache.h>
+#include <keel/bulkhead.h>
+#include <keel/timer.h>
 #endif

@@ -1,0 +1,139 @@
+/*
+ * keel/limiter.h - in-memory rate limiters (reference.md section 5).
+ *
+ * One interface, four algorithms chosen in the config:
+ *   KEEL_LIMIT_GCRA            rate per period + burst (redis-cell / throttled semantics)
+ *   KEEL_LIMIT_TOKEN_BUCKET    capacity + refill per second
+ *   KEEL_LIMIT_SLIDING_LOG     limit per window, exact; memory per key = limit timestamps
+ *   KEEL_LIMIT_SLIDING_WINDOW  limit per window, two-bucket weighted counter
+ *
+ * State is kept per key (a client IP, a user id, a route) in a sharded hash table: each shard
+ * has its own mutex, so takes on different keys rarely contend.  The number of keys is capped
+ * (max_keys); when a shard is full its least recently used key is evicted, so memory never grows
+ * without bound.  Time comes only from the keel_clock in the config.
+ *
+ * Module contract: a keel_limiter is thread-safe; keel_limiter_take() may be called from any
+ * number of threads at once.
+ */
+#ifndef KEEL_LIMITER_H
+#define KEEL_LIMITER_H
+
+#include <keel/chain.h>
+#include <keel/common.h>
+#include <keel/policy.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum keel_limit_algo {
+    KEEL_LIMIT_GCRA = 1,
+    KEEL_LIMIT_TOKEN_BUCKET = 2,
+    KEEL_LIMIT_SLIDING_LOG = 3,
+    KEEL_LIMIT_SLIDING_WINDOW = 4
+} keel_limit_algo;
+
+/** Longest key accepted by keel_limiter_take() (bytes). */
+#define KEEL_LIMITER_KEY_MAX 512
+/** Largest limit a sliding log accepts (it stores one timestamp per allowed request). */
+#define KEEL_LIMITER_LOG_MAX 100000u
+
+typedef struct keel_limiter_config {
+    size_t size;
+    keel_limit_algo algorithm; /* KEEL_LIMIT_GCRA */
+    const char *name;          /* "limiter": copied; shown in keel_call.refused_by */
+    /* GCRA: `rate` requests per `period_ms`, plus `burst` extra at once (limit = burst + 1) */
+    uint32_t rate;      /* 10 */
+    uint64_t period_ms; /* 1000 */
+    uint32_t burst;     /* 10 (0 allowed: one request at a time, strictly paced) */
+    /* token bucket */
+    uint32_t capacity;     /* 10 */
+    uint32_t refill_per_s; /* 10 */
+    /* sliding log / sliding window counter */
+    uint32_t limit;     /* 10 */
+    uint64_t window_ms; /* 1000 */
+    /* key table */
+    size_t max_keys; /* 10000 */
+    unsigned shards; /* 64 (rounded up to a power of two, at most 1024) */
+    const keel_clock *clock; /* NULL = system clock; borrowed */
+} keel_limiter_config;
+
+/** Fill cfg with the defaults shown above.  Thread-safety: any thread. */
+KEEL_API void keel_limiter_config_default(keel_limiter_config *cfg);
+
+/** The outcome of one take. */
+typedef struct keel_limit_result {
+    uint32_t limit;          /* most a key may take at once (GCRA: burst + 1) */
+    uint32_t remaining;      /* what is left after this take */
+    uint64_t reset_ms;       /* time until the key is back to a full quota */
+    uint64_t retry_after_ms; /* 0 when allowed; UINT64_MAX when cost can never fit */
+} keel_limit_result;
+
+typedef struct keel_limiter keel_limiter;
+
+/** Create a limiter.  Zero rate/period/capacity/refill/limit/window/max_keys, a cost-free
+ *  config or an unknown algorithm gives KEEL_EINVAL with a diag naming the field
+ *  ("limiter: rate must be > 0, got 0").
+ *  @return KEEL_OK, KEEL_EINVAL, KEEL_ENOMEM.
+ *  Ownership: caller destroys with keel_limiter_destroy().  Thread-safety: any thread. */
+KEEL_API KEEL_NODISCARD keel_err keel_limiter_create(const keel_limiter_config *cfg,
+                                                     keel_limiter **out, keel_diag *diag);
+/** Free the limiter and every key.  No take may be running.  NULL is a no-op. */
+KEEL_API void keel_limiter_destroy(keel_limiter *l);
+
+/** Take cost units (0 = peek, never refused, changes nothing) for key.
+ *  @return KEEL_OK (allowed), KEEL_EAGAIN (refused: out->retry_after_ms says when to retry,
+ *  UINT64_MAX if cost exceeds the limit), KEEL_EINVAL (key empty or longer than
+ *  KEEL_LIMITER_KEY_MAX), KEEL_ENOMEM (new key could not be stored).
+ *  out may be NULL.  Thread-safety: any thread (the key's shard is locked briefly).
+ *  Ownership: the key is copied. */
+KEEL_API keel_err keel_limiter_take(keel_limiter *l, keel_str key, uint32_t cost,
+                                    keel_limit_result *out);
+
+/** The advertised policy for RateLimit-Policy: quota (limit) and window in ms (GCRA:
+ *  period * (burst + 1) / rate; token bucket: time to refill the whole capacity). */
+KEEL_API void keel_limiter_policy(const keel_limiter *l, uint32_t *limit, uint64_t *window_ms);
+/** Number of keys currently stored (for tests and metrics).  Thread-safety: any thread. */
+KEEL_API size_t keel_limiter_keys(keel_limiter *l);
+/** Name from the config (borrowed, lives as long as the limiter). */
+KEEL_API const char *keel_limiter_name(const keel_limiter *l);
+
+/** Key for a keel_call: returns the key (borrowed, must stay valid until the take returns). */
+typedef keel_str (*keel_limiter_key_fn)(const keel_call *call, void *ud);
+
+/** Wrap the limiter as a chain layer for keel_call contexts.  Each call takes 1 unit for
+ *  key_fn(call, ud) (key_fn NULL = call->name).  A refused call does not run the inner chain:
+ *  call->wait_ms = retry_after_ms, call->refused_by = the limiter name, KEEL_EAGAIN returned.
+ *  Ownership: the layer borrows l (which must outlive it); dispose frees only the layer.
+ *  @return KEEL_OK, KEEL_EINVAL (l or out NULL), KEEL_ENOMEM. */
+KEEL_API KEEL_NODISCARD keel_err keel_limiter_layer(keel_limiter *l, keel_limiter_key_fn key_fn,
+                                                    void *ud, keel_layer **out);
+
+/* ---------------------------------------------------- HTTP middleware -- */
+
+typedef struct keel_mw_rate_limit_config {
+    size_t size;
+    keel_limiter *limiter;            /* required; borrowed, must outlive the layer */
+    const char *key_header;           /* NULL = client IP; else this request header (falls
+                                         back to the client IP when absent) */
+    const char *const *path_prefixes; /* NULL-terminated; NULL or empty = every path */
+    int skip_preflight;               /* 1: CORS preflights are never limited */
+} keel_mw_rate_limit_config;
+
+/** Defaults: no limiter, client IP key, every path, skip_preflight = 1. */
+KEEL_API void keel_mw_rate_limit_config_default(keel_mw_rate_limit_config *cfg);
+
+/** HTTP rate-limit layer (context keel_ctx *; put it in keel_http_chain_config.rate_limit).
+ *  Every limited response carries `RateLimit-Policy: "default";q=<limit>;w=<window_s>` and
+ *  `RateLimit: "default";r=<remaining>;t=<reset_s>`; a refused request is answered 429
+ *  application/problem+json, detail "Rate limit exceeded; retry in N seconds.", with
+ *  `Retry-After: N` (seconds, rounded up).  Prefixes match whole path segments
+ *  ("/api/auth/login" matches itself and "/api/auth/login/x", not "/api/auth/loginx").
+ *  The config is copied.  @return KEEL_OK, KEEL_EINVAL (no limiter), KEEL_ENOMEM. */
+KEEL_API KEEL_NODISCARD keel_err keel_mw_rate_limit(const keel_mw_rate_limit_config *cfg,
+                                                    keel_layer **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KEEL_LIMITER_H */

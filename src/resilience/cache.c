@@ -1,0 +1,440 @@
+/* cache.c - TTL + LRU byte-string cache (hash chains + a doubly linked LRU list, one mutex)
+ * and the cache policy layer. */
+#include "keel_int.h"
+
+#include <pthread.h>
+
+#include <keel/cache.h>
+
+#define CACHE_MAX_BUCKETS ((size_t)1 << 20)
+#define CACHE_LAYER_DEFAULT_MAX ((size_t)1 << 20)
+
+typedef struct entry {
+    struct entry *hnext;             /* hash chain */
+    struct entry *prev, *next;       /* LRU list: head = most recent */
+    uint64_t hash;
+    uint64_t expires_at;
+    size_t klen, vlen;
+    char *key;                       /* klen bytes, then vlen value bytes (one allocation) */
+} entry;
+
+struct keel_cache {
+    pthread_mutex_t mu;
+    entry **buckets;
+    size_t nbuckets; /* power of two */
+    entry *head, *tail;
+    size_t count, bytes;
+    size_t max_entries, max_bytes;
+    uint64_t ttl_ms;
+    const keel_clock *clock;
+    uint64_t hits, misses, evictions, expirations;
+    keel_series *m_hit, *m_miss;
+    char *name;
+};
+
+void keel_cache_config_default(keel_cache_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->size = sizeof(*cfg);
+    cfg->name = "cache";
+    cfg->max_entries = 1024;
+    cfg->max_bytes = 0;
+    cfg->ttl_ms = 300000;
+}
+
+static uint64_t hash_bytes(keel_str k)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a 64 */
+    for (size_t i = 0; i < k.len; i++) {
+        h ^= (unsigned char)k.ptr[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+keel_err keel_cache_create(keel_cache **out, const keel_cache_config *cfg, keel_diag *diag)
+{
+    if (out == NULL || cfg == NULL)
+        return keel_diag_set(diag, KEEL_EINVAL, 0, "cache: out and cfg must not be NULL");
+    *out = NULL;
+    if (cfg->size != sizeof(*cfg))
+        return keel_diag_set(diag, KEEL_EINVAL, 0, "cache: size must be sizeof(keel_cache_config)");
+    if (cfg->max_entries < 1)
+        return keel_diag_set(diag, KEEL_EINVAL, 0, "cache: max_entries must be >= 1, got 0");
+    if (cfg->ttl_ms < 1)
+        return keel_diag_set(diag, KEEL_EINVAL, 0, "cache: ttl_ms must be >= 1, got 0");
+    keel_cache *c = keel__new(keel_cache);
+    if (c == NULL)
+        return keel_diag_set(diag, KEEL_ENOMEM, 0, "cache: out of memory");
+    size_t nb = 16;
+    while (nb < cfg->max_entries && nb < CACHE_MAX_BUCKETS)
+        nb <<= 1;
+    c->nbuckets = nb;
+    c->buckets = keel_calloc(nb, sizeof(entry *));
+    c->name = keel_strdup(cfg->name ? cfg->name : "cache");
+    if (c->buckets == NULL || c->name == NULL) {
+        keel_free(c->buckets);
+        keel_free(c->name);
+        keel_free(c);
+        return keel_diag_set(diag, KEEL_ENOMEM, 0, "cache: out of memory");
+    }
+    c->max_entries = cfg->max_entries;
+    c->max_bytes = cfg->max_bytes;
+    c->ttl_ms = cfg->ttl_ms;
+    c->clock = cfg->clock;
+    if (cfg->metrics != NULL) {
+        static const char *const labels[] = {"cache", "result", NULL};
+        keel_metric *f;
+        keel_err e = keel_metrics_counter(cfg->metrics, "keel_cache_requests_total",
+                                          "Cache lookups by result.", labels, &f);
+        const char *hv[] = {c->name, "hit", NULL};
+        const char *mv[] = {c->name, "miss", NULL};
+        if (e == KEEL_OK)
+            e = keel_metric_series(f, hv, &c->m_hit);
+        if (e == KEEL_OK)
+            e = keel_metric_series(f, mv, &c->m_miss);
+        if (e != KEEL_OK) {
+            keel_free(c->buckets);
+            keel_free(c->name);
+            keel_free(c);
+            return keel_diag_set(diag, e, 0, "cache: cannot register metrics: %s",
+                                 keel_strerror(e));
+        }
+    }
+    if (pthread_mutex_init(&c->mu, NULL) != 0) {
+        keel_free(c->buckets);
+        keel_free(c->name);
+        keel_free(c);
+        return keel_diag_set(diag, KEEL_ENOMEM, 0, "cache: cannot create mutex");
+    }
+    *out = c;
+    return KEEL_OK;
+}
+
+/* ---- internals, all called with c->mu held ---- */
+
+static entry **find_slot(keel_cache *c, keel_str key, uint64_t h)
+{
+    entry **pp = &c->buckets[h & (c->nbuckets - 1)];
+    for (; *pp != NULL; pp = &(*pp)->hnext) {
+        entry *e = *pp;
+        if (e->hash == h && e->klen == key.len && (key.len == 0 || memcmp(e->key, key.ptr, key.len) == 0))
+            return pp;
+    }
+    return pp;
+}
+
+static void lru_unlink(keel_cache *c, entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push_front(keel_cache *c, entry *e)
+{
+    e->prev = NULL;
+    e->next = c->head;
+    if (c->head)
+        c->head->prev = e;
+    c->head = e;
+    if (c->tail == NULL)
+        c->tail = e;
+}
+
+/* Remove e (whose hash-chain slot is *pp) and free it. */
+static void remove_at(keel_cache *c, entry **pp)
+{
+    entry *e = *pp;
+    *pp = e->hnext;
+    lru_unlink(c, e);
+    c->count--;
+    c->bytes -= e->klen + e->vlen;
+    keel_free(e);
+}
+
+static void remove_entry(keel_cache *c, entry *e)
+{
+    keel_str k = {e->key, e->klen};
+    entry **pp = find_slot(c, k, e->hash);
+    if (KEEL_ALWAYS(*pp == e))
+        remove_at(c, pp);
+}
+
+static int expired(const entry *e, uint64_t now)
+{
+    return now >= e->expires_at;
+}
+
+/* Drop the LRU entry: an expiration if it has expired, else an eviction. */
+static void drop_tail(keel_cache *c, uint64_t now)
+{
+    entry *t = c->tail;
+    if (expired(t, now))
+        c->expirations++;
+    else
+        c->evictions++;
+    remove_entry(c, t);
+}
+
+static void free_all(keel_cache *c)
+{
+    entry *e = c->head;
+    while (e != NULL) {
+        entry *n = e->next;
+        keel_free(e);
+        e = n;
+    }
+    memset(c->buckets, 0, c->nbuckets * sizeof(entry *));
+    c->head = c->tail = NULL;
+    c->count = 0;
+    c->bytes = 0;
+}
+
+void keel_cache_destroy(keel_cache *c)
+{
+    if (c == NULL)
+        return;
+    free_all(c);
+    pthread_mutex_destroy(&c->mu);
+    keel_free(c->buckets);
+    keel_free(c->name);
+    keel_free(c);
+}
+
+keel_err keel_cache_get(keel_cache *c, keel_str key, keel_buf *out)
+{
+    if (c == NULL || out == NULL || (key.ptr == NULL && key.len > 0))
+        return KEEL_EINVAL;
+    uint64_t h = hash_bytes(key);
+    uint64_t now = keel_clock_now_ms(c->clock);
+    keel_err rc;
+    pthread_mutex_lock(&c->mu);
+    entry **pp = find_slot(c, key, h);
+    entry *e = *pp;
+    if (e != NULL && expired(e, now)) {
+        remove_at(c, pp);
+        c->expirations++;
+        e = NULL;
+    }
+    if (e == NULL) {
+        c->misses++;
+        rc = KEEL_ENOTFOUND;
+    } else {
+        c->hits++;
+        lru_unlink(c, e);
+        lru_push_front(c, e);
+        rc = keel_buf_append(out, e->key + e->klen, e->vlen);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (rc == KEEL_ENOTFOUND) {
+        if (c->m_miss)
+            keel_series_add(c->m_miss, 1);
+    } else if (c->m_hit) {
+        keel_series_add(c->m_hit, 1);
+    }
+    return rc;
+}
+
+keel_err keel_cache_set(keel_cache *c, keel_str key, keel_str value)
+{
+    return keel_cache_set_ttl(c, key, value, 0);
+}
+
+keel_err keel_cache_set_ttl(keel_cache *c, keel_str key, keel_str value, uint64_t ttl_ms)
+{
+    if (c == NULL || (key.ptr == NULL && key.len > 0) || (value.ptr == NULL && value.len > 0))
+        return KEEL_EINVAL;
+    if (key.len > SIZE_MAX / 2 || value.len > SIZE_MAX / 2 - key.len - sizeof(entry))
+        return KEEL_ETOOBIG;
+    size_t need = key.len + value.len;
+    uint64_t h = hash_bytes(key);
+    uint64_t now = keel_clock_now_ms(c->clock);
+    uint64_t ttl = ttl_ms ? ttl_ms : c->ttl_ms;
+    uint64_t exp = now > UINT64_MAX - ttl ? UINT64_MAX : now + ttl;
+
+    if (c->max_bytes > 0 && need > c->max_bytes) {
+        pthread_mutex_lock(&c->mu);
+        entry **pp = find_slot(c, key, h);
+        if (*pp != NULL)
+            remove_at(c, pp);
+        pthread_mutex_unlock(&c->mu);
+        return KEEL_ETOOBIG;
+    }
+    /* Allocate outside the lock. */
+    entry *n = keel_malloc(sizeof(entry) + need + 1);
+    if (n == NULL)
+        return KEEL_ENOMEM;
+    memset(n, 0, sizeof(*n));
+    n->key = (char *)(n + 1);
+    if (key.len)
+        memcpy(n->key, key.ptr, key.len);
+    if (value.len)
+        memcpy(n->key + key.len, value.ptr, value.len);
+    n->key[need] = '\0';
+    n->klen = key.len;
+    n->vlen = value.len;
+    n->hash = h;
+    n->expires_at = exp;
+
+    pthread_mutex_lock(&c->mu);
+    entry **pp = find_slot(c, key, h);
+    if (*pp != NULL)
+        remove_at(c, pp);
+    while (c->count > 0 &&
+           (c->count + 1 > c->max_entries || (c->max_bytes > 0 && c->bytes + need > c->max_bytes)))
+        drop_tail(c, now);
+    pp = &c->buckets[h & (c->nbuckets - 1)];
+    n->hnext = *pp;
+    *pp = n;
+    lru_push_front(c, n);
+    c->count++;
+    c->bytes += need;
+    pthread_mutex_unlock(&c->mu);
+    return KEEL_OK;
+}
+
+keel_err keel_cache_delete(keel_cache *c, keel_str key)
+{
+    if (c == NULL || (key.ptr == NULL && key.len > 0))
+        return KEEL_EINVAL;
+    uint64_t h = hash_bytes(key);
+    uint64_t now = keel_clock_now_ms(c->clock);
+    keel_err rc = KEEL_ENOTFOUND;
+    pthread_mutex_lock(&c->mu);
+    entry **pp = find_slot(c, key, h);
+    if (*pp != NULL) {
+        if (expired(*pp, now))
+            c->expirations++;
+        else
+            rc = KEEL_OK;
+        remove_at(c, pp);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+void keel_cache_clear(keel_cache *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    free_all(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+size_t keel_cache_purge(keel_cache *c)
+{
+    if (c == NULL)
+        return 0;
+    uint64_t now = keel_clock_now_ms(c->clock);
+    size_t n = 0;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        entry **pp = &c->buckets[i];
+        while (*pp != NULL) {
+            if (expired(*pp, now)) {
+                remove_at(c, pp);
+                n++;
+            } else {
+                pp = &(*pp)->hnext;
+            }
+        }
+    }
+    c->expirations += n;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+void keel_cache_get_stats(keel_cache *c, keel_cache_stats *out)
+{
+    if (out == NULL)
+        return;
+    memset(out, 0, sizeof(*out));
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    out->hits = c->hits;
+    out->misses = c->misses;
+    out->evictions = c->evictions;
+    out->expirations = c->expirations;
+    out->entries = c->count;
+    out->bytes = c->bytes;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ------------------------------------------------------------- layer -- */
+
+typedef struct cache_layer {
+    keel_layer base;
+    keel_cache *cache;
+    keel_cache_binding b;
+} cache_layer;
+
+static keel_err cache_layer_call(keel_layer *self, void *cx, keel_chain_cursor *cur)
+{
+    cache_layer *cl = (cache_layer *)self;
+    keel_call *call = cx;
+    keel_str key = cl->b.key(call, cl->b.ud);
+    if (key.ptr == NULL)
+        return keel_chain_next(cur, cx);
+    size_t cap = cl->cache->max_bytes ? cl->cache->max_bytes : CACHE_LAYER_DEFAULT_MAX;
+    keel_buf v;
+    keel_buf_init(&v, SIZE_MAX - 1);
+    keel_err e = keel_cache_get(cl->cache, key, &v);
+    if (e == KEEL_OK) {
+        keel_str cached = {v.ptr ? v.ptr : "", v.len};
+        e = cl->b.load(call, cached, cl->b.ud);
+        keel_buf_cleanup(&v);
+        if (e == KEEL_OK)
+            return KEEL_OK;
+        keel_err de = keel_cache_delete(cl->cache, key); /* unusable entry: drop it, run as a miss */
+        KEEL_UNUSED(de);
+    } else {
+        keel_buf_cleanup(&v);
+    }
+    e = keel_chain_next(cur, cx);
+    if (e != KEEL_OK)
+        return e;
+    keel_buf out;
+    keel_buf_init(&out, cap);
+    if (cl->b.store(call, &out, cl->b.ud) == KEEL_OK) {
+        keel_str val = {out.ptr ? out.ptr : "", out.len};
+        keel_err se = keel_cache_set(cl->cache, key, val); /* a failed store never fails the call */
+        KEEL_UNUSED(se);
+    }
+    keel_buf_cleanup(&out);
+    return KEEL_OK;
+}
+
+static void cache_layer_dispose(keel_layer *self)
+{
+    keel_free(self);
+}
+
+keel_err keel_cache_layer(keel_cache *c, const keel_cache_binding *binding, keel_layer **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (c == NULL || binding == NULL || out == NULL || binding->key == NULL ||
+        binding->load == NULL || binding->store == NULL)
+        return KEEL_EINVAL;
+    cache_layer *cl = keel__new(cache_layer);
+    if (cl == NULL)
+        return KEEL_ENOMEM;
+    cl->base.name = "cache";
+    cl->base.call = cache_layer_call;
+    cl->base.dispose = cache_layer_dispose;
+    cl->cache = c;
+    cl->b = *binding;
+    *out = &cl->base;
+    return KEEL_OK;
+}
