@@ -51,6 +51,7 @@ bench: build
 	@scripts/deps.sh bench
 	bench/http.sh
 	bench/store.sh
+	bench/policy.sh
 
 install: build
 	cmake --install $(BUILD)
