@@ -13,6 +13,7 @@ pkgs=(
   libmicrohttpd-dev libjansson-dev libssl-dev
   libsqlite3-dev                    # the embedded default store
   libpq-dev libhiredis-dev          # PostgreSQL and Redis clients
+  libargon2-dev                     # password hashing
   libcurl4-openssl-dev              # integration tests drive keeld over HTTP; client module
   libcmocka-dev
   curl procps

@@ -4,5 +4,7 @@
 #define KEEL_CLI_H
 
 int keel_cmd_migrate(int argc, char **argv);
+int keel_cmd_password(int argc, char **argv); /* cmd_password.c */
+int keel_cmd_jwt(int argc, char **argv);      /* cmd_jwt.c */
 
 #endif

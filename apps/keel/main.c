@@ -12,6 +12,8 @@ static void usage(FILE *f)
                "\n"
                "commands:\n"
                "  migrate    apply database migrations (keel migrate --help)\n"
+               "  jwt        sign or verify JSON Web Tokens (keel jwt --help)\n"
+               "  password   hash or verify a password with Argon2id (keel password --help)\n"
                "  version    print the libkeel version\n"
                "\n"
                "Each command reads stdin when no file is given, writes results to stdout and\n"
@@ -35,6 +37,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "migrate") == 0)
         return keel_cmd_migrate(argc - 1, argv + 1);
+    if (strcmp(argv[1], "password") == 0)
+        return keel_cmd_password(argc - 1, argv + 1);
+    if (strcmp(argv[1], "jwt") == 0)
+        return keel_cmd_jwt(argc - 1, argv + 1);
     fprintf(stderr, "keel: unknown command '%s' (see keel --help)\n", argv[1]);
     return 2;
 }

@@ -21,4 +21,6 @@
 #include <keel/cache.h>
 #include <keel/bulkhead.h>
 #include <keel/timer.h>
+#include <keel/password.h>
+#include <keel/jwt.h>
 #endif

@@ -12,7 +12,7 @@ export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig:$tmp/prefix/lib/x86_64-linux-g
 libdir=$(pkg-config --variable=libdir keel)
 cc -std=c11 -Wall -Werror "$root/examples/hello.c" -o "$tmp/hello-static" \
    $(pkg-config --cflags keel) "$libdir/libkeel.a" \
-   $(pkg-config --libs libmicrohttpd jansson libcrypto sqlite3 libpq hiredis) -lpthread -lm
+   $(pkg-config --libs libmicrohttpd jansson libcrypto sqlite3 libpq hiredis libargon2) -lpthread -lm
 # (ldd output captured first: grep -q closing the pipe early would fail the pipeline)
 linked=$(ldd "$tmp/hello-static")
 ! grep -q libkeel.so <<<"$linked"
