@@ -144,8 +144,38 @@ typedef struct jwt_key {
     unsigned usage;
     char *kid;           /* NULL: no kid */
     keel_secret *secret; /* HS256 */
+    EVP_MAC_CTX *hmac;   /* HS256: keyed once; each MAC works on a copy (EVP_MAC_CTX_dup) */
     EVP_PKEY *pkey;      /* RS256 / ES256 */
 } jwt_key;
+
+/* OpenSSL 3's one-shot HMAC() fetches the algorithm from the provider store (a lock) and
+ * re-keys on every call; a context keyed once and duplicated per token costs a fraction. */
+static EVP_MAC_CTX *hmac_keyed(const unsigned char *key, size_t len)
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC_free(mac);
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+                           OSSL_PARAM_construct_end()};
+    if (ctx != NULL && EVP_MAC_init(ctx, key, len, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
+static int hmac_sha256(EVP_MAC_CTX *base, const unsigned char *msg, size_t n,
+                       unsigned char out[EVP_MAX_MD_SIZE], unsigned int *outlen)
+{
+    EVP_MAC_CTX *c = EVP_MAC_CTX_dup(base);
+    size_t len = 0;
+    int ok = c != NULL && EVP_MAC_update(c, msg, n) == 1 &&
+             EVP_MAC_final(c, out, &len, EVP_MAX_MD_SIZE) == 1;
+    EVP_MAC_CTX_free(c);
+    *outlen = (unsigned int)len;
+    return ok;
+}
 
 struct keel_jwt_keyset {
     jwt_key keys[JWT_MAX_KEYS];
@@ -172,6 +202,7 @@ void keel_jwt_keyset_destroy(keel_jwt_keyset *ks)
     for (size_t i = 0; i < ks->n; i++) {
         keel_free(ks->keys[i].kid);
         keel_secret_destroy(ks->keys[i].secret);
+        EVP_MAC_CTX_free(ks->keys[i].hmac);
         EVP_PKEY_free(ks->keys[i].pkey);
     }
     keel_free(ks);
@@ -233,7 +264,10 @@ keel_err keel_jwt_keyset_add_hmac(keel_jwt_keyset *ks, const char *kid, const vo
     keel_err e = key_begin(ks, KEEL_JWT_HS256, kid, usage, &k);
     if (e != KEEL_OK)
         return e;
-    if (keel_secret_create(&k->secret, secret, len) != KEEL_OK) {
+    if (keel_secret_create(&k->secret, secret, len) != KEEL_OK ||
+        (k->hmac = hmac_keyed(secret, len)) == NULL) {
+        keel_secret_destroy(k->secret);
+        k->secret = NULL;
         keel_free(k->kid);
         k->kid = NULL;
         return KEEL_ENOMEM;
@@ -374,8 +408,7 @@ static keel_err jws_sign(const jwt_key *k, const unsigned char *msg, size_t n, u
 {
     if (k->alg == KEEL_JWT_HS256) {
         unsigned int mdlen = 0;
-        if (HMAC(EVP_sha256(), keel__secret_bytes(k->secret), (int)keel_secret_len(k->secret),
-                 msg, n, sig, &mdlen) == NULL)
+        if (!hmac_sha256(k->hmac, msg, n, sig, &mdlen))
             return KEEL_ECRYPTO;
         *siglen = mdlen;
         return KEEL_OK;
@@ -410,8 +443,7 @@ static int jws_verify(const jwt_key *k, const unsigned char *msg, size_t n,
     if (k->alg == KEEL_JWT_HS256) {
         unsigned char mac[EVP_MAX_MD_SIZE];
         unsigned int mdlen = 0;
-        if (HMAC(EVP_sha256(), keel__secret_bytes(k->secret), (int)keel_secret_len(k->secret),
-                 msg, n, mac, &mdlen) == NULL)
+        if (!hmac_sha256(k->hmac, msg, n, mac, &mdlen))
             return -1;
         int ok = siglen == mdlen && CRYPTO_memcmp(mac, sig, mdlen) == 0;
         keel__wipe(mac, sizeof(mac));
@@ -664,6 +696,43 @@ static keel_err check_header(const keel_jwt_policy *p, const json_t *hdr, const 
     return KEEL_OK;
 }
 
+/* The header segment of a keyset's tokens is nearly always the same bytes ({"alg","typ","kid"}),
+ * so each thread remembers the last header segment that passed check_header() for a pinned
+ * algorithm, and the kid it named.  Byte-identical input gives an identical parse, so the
+ * memo only skips repeated work; it holds no secret and no verdict on the signature. */
+#define HDR_MEMO_MAX 256
+#define HDR_MEMO_KID 128
+static _Thread_local struct {
+    size_t len;
+    keel_jwt_alg alg;
+    int has_kid;
+    char seg[HDR_MEMO_MAX];
+    char kid[HDR_MEMO_KID + 1];
+} tl_hdr;
+
+static int hdr_memo_hit(const char *seg, size_t len, keel_jwt_alg alg, const char **kid)
+{
+    if (len == 0 || len != tl_hdr.len || alg != tl_hdr.alg || memcmp(seg, tl_hdr.seg, len) != 0)
+        return 0;
+    *kid = tl_hdr.has_kid ? tl_hdr.kid : NULL;
+    return 1;
+}
+
+static void hdr_memo_store(const char *seg, size_t len, keel_jwt_alg alg, const char *kid)
+{
+    size_t kl = kid ? strlen(kid) : 0;
+    if (len > HDR_MEMO_MAX || kl > HDR_MEMO_KID) {
+        tl_hdr.len = 0;
+        return;
+    }
+    memcpy(tl_hdr.seg, seg, len);
+    tl_hdr.len = len;
+    tl_hdr.alg = alg;
+    tl_hdr.has_kid = kid != NULL;
+    if (kid != NULL)
+        memcpy(tl_hdr.kid, kid, kl + 1);
+}
+
 keel_err keel_jwt_verify(const keel_jwt_keyset *ks, const keel_jwt_policy *policy,
                          const char *token, size_t len, uint64_t now_s, json_t **out_claims,
                          keel_diag *diag)
@@ -696,11 +765,16 @@ keel_err keel_jwt_verify(const keel_jwt_keyset *ks, const keel_jwt_policy *polic
         return keel_diag_set(diag, KEEL_EPARSE, 0, "empty header or payload segment");
 
     json_t *hdr = NULL;
-    keel_err e = decode_object(token, dot[0], "header", &hdr, diag);
-    if (e != KEEL_OK)
-        return e;
     const char *kid = NULL;
-    e = check_header(policy, hdr, &kid, diag);
+    keel_err e = KEEL_OK;
+    if (!hdr_memo_hit(token, dot[0], policy->alg, &kid)) {
+        e = decode_object(token, dot[0], "header", &hdr, diag);
+        if (e != KEEL_OK)
+            return e;
+        e = check_header(policy, hdr, &kid, diag);
+        if (e == KEEL_OK)
+            hdr_memo_store(token, dot[0], policy->alg, kid);
+    }
 
     unsigned char sig[JWT_SIG_MAX];
     size_t siglen = 0;

@@ -464,6 +464,15 @@ static void test_rotation(void **state)
     assert_int_equal(KEEL_EDENIED, at(vnew, old_tok, 0, 100, msg));
     assert_string_equal("unknown kid", msg);
     ASSERT_OK(at(vnew, new_tok, 0, 100, msg));
+    /* the per-thread header memo is keyed by the pinned algorithm as well as the bytes: the
+     * same (just accepted) header under an RS256 policy is still an alg mismatch */
+    keel_jwt_policy rs = access_policy(KEEL_JWT_RS256);
+    json_t *out = NULL;
+    keel_diag d;
+    assert_int_equal(KEEL_EDENIED, keel_jwt_verify(vnew, &rs, new_tok, strlen(new_tok), 100, &out, &d));
+    assert_string_equal("alg mismatch", d.msg);
+    assert_null(out);
+    ASSERT_OK(at(vnew, new_tok, 0, 100, msg)); /* and back: still accepted */
     keel_jwt_keyset_destroy(vnew);
     /* kid-less verification keys: each one of the pinned alg is tried */
     keel_jwt_keyset *anon;
