@@ -42,4 +42,14 @@ void keel__wipe(void *p, size_t n);
 /* Secret bytes for the few internal users (HMAC, JWT); never log the result. */
 const unsigned char *keel__secret_bytes(const keel_secret *s);
 
+/* Unpadded base64 (url = 0: RFC 4648 section 4; url = 1: base64url), strict decode (base64.c).
+ * encode: out needs keel__b64_encoded_len(n) + 1 bytes (NUL-terminated); returns the length.
+ * decode: out needs len * 3 / 4 + 1 bytes; returns the byte count, or -1 bad character,
+ * -2 impossible length, -3 non-zero unused trailing bits. */
+size_t keel__b64_encoded_len(size_t n);
+size_t keel__b64_encode(int url, const unsigned char *in, size_t n, char *out);
+long keel__b64_decode(int url, const char *in, size_t len, unsigned char *out);
+/* Value of one base64 character, or -1. */
+int keel__b64_value(char c, int url);
+
 #endif /* KEEL_INT_H */

@@ -32,75 +32,23 @@
 
 /* ------------------------------------------------------------- base64url -- */
 
-static const char b64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
+/* Thin names over the core codec (src/core/base64.c); the tests use them too. */
 size_t keel__b64url_encoded_len(size_t n)
 {
-    return (n / 3) * 4 + (n % 3 == 0 ? 0 : n % 3 + 1);
+    return keel__b64_encoded_len(n);
 }
 
 size_t keel__b64url_encode(const unsigned char *in, size_t n, char *out)
 {
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8) | in[i + 2];
-        out[o++] = b64url_alphabet[(v >> 18) & 63];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-        out[o++] = b64url_alphabet[(v >> 6) & 63];
-        out[o++] = b64url_alphabet[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = b64url_alphabet[(v >> 18) & 63];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-    } else if (n - i == 2) {
-        uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8);
-        out[o++] = b64url_alphabet[(v >> 18) & 63];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-        out[o++] = b64url_alphabet[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
-
-static int b64url_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
+    return keel__b64_encode(1, in, n, out);
 }
 
 int keel__b64url_decode(const char *in, size_t len, unsigned char *out, size_t *out_len)
 {
-    if (len % 4 == 1)
+    long n = keel__b64_decode(1, in, len, out);
+    if (n < 0)
         return -1;
-    size_t o = 0;
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value(in[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)((acc >> bits) & 0xffu);
-        }
-    }
-    /* Leftover bits must be zero, so each byte string has exactly one encoding. */
-    if (bits > 0 && (acc & ((1u << bits) - 1u)) != 0)
-        return -1;
-    *out_len = o;
+    *out_len = (size_t)n;
     return 0;
 }
 
@@ -755,7 +703,7 @@ keel_err keel_jwt_verify(const keel_jwt_keyset *ks, const keel_jwt_policy *polic
             if (ndots == 2)
                 return keel_diag_set(diag, KEEL_EPARSE, i, "token has more than three segments");
             dot[ndots++] = i;
-        } else if (b64url_value(c) < 0) {
+        } else if (keel__b64_value(c, 1) < 0) {
             return keel_diag_set(diag, KEEL_EPARSE, i, "invalid character in token");
         }
     }

@@ -24,75 +24,6 @@
 
 /* ------------------------------------------------------------- base64 -- */
 
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Encode n bytes as unpadded base64 into out (room for 4 * ceil(n / 3) + 1); returns length. */
-static size_t b64_encode(const unsigned char *in, size_t n, char *out)
-{
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64_alphabet[v >> 18 & 63];
-        out[o++] = b64_alphabet[v >> 12 & 63];
-        out[o++] = b64_alphabet[v >> 6 & 63];
-        out[o++] = b64_alphabet[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = b64_alphabet[v >> 18 & 63];
-        out[o++] = b64_alphabet[v >> 12 & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = b64_alphabet[v >> 18 & 63];
-        out[o++] = b64_alphabet[v >> 12 & 63];
-        out[o++] = b64_alphabet[v >> 6 & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
-
-/* Decode n chars of canonical unpadded base64 (n <= B64_MAX_CHARS) into out (64 bytes).
- * Returns the byte count, or -1 for a bad character, -2 for an impossible length (n % 4 == 1),
- * -3 for non-zero unused trailing bits (a non-canonical encoding). */
-static long b64_decode(const char *s, size_t n, unsigned char *out)
-{
-    if (n % 4 == 1)
-        return -2;
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value(s[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6 | (uint32_t)v) & 0xffffffu;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits & 0xffu);
-        }
-    }
-    if ((acc & ((1u << bits) - 1u)) != 0)
-        return -3;
-    return (long)o;
-}
-
 /* ---------------------------------------------------------- PHC parse -- */
 
 /* Read a canonical decimal uint32 ("0" or no leading zero, at most 10 digits) at *pos. */
@@ -151,7 +82,7 @@ static keel_err parse_b64_field(const char *s, size_t *pos, const char *name, si
     unsigned char tmp[KEEL_PASSWORD_MAX_HASH_LEN > KEEL_PASSWORD_MAX_SALT_LEN
                           ? KEEL_PASSWORD_MAX_HASH_LEN
                           : KEEL_PASSWORD_MAX_SALT_LEN];
-    long got = b64_decode(s + at, n, tmp);
+    long got = keel__b64_decode(0, s + at, n, tmp);
     if (got == -1)
         return keel_diag_set(diag, KEEL_EPARSE, at, "%s: invalid base64 character", name);
     if (got == -2)
@@ -363,8 +294,8 @@ keel_err keel_password_hash(const keel_password_params *params, const char *pw, 
     if (e != KEEL_OK)
         return e;
     char salt64[B64_MAX_CHARS + 1], hash64[B64_MAX_CHARS + 1];
-    b64_encode(h.salt, h.salt_len, salt64);
-    b64_encode(h.hash, h.hash_len, hash64);
+    keel__b64_encode(0, h.salt, h.salt_len, salt64);
+    keel__b64_encode(0, h.hash, h.hash_len, hash64);
     int n = snprintf(out, outsz, "$argon2id$v=%u$m=%u,t=%u,p=%u$%s$%s", h.version, h.m, h.t, h.p,
                      salt64, hash64);
     keel__wipe(&h, sizeof(h));
