@@ -70,3 +70,21 @@ void keel_chain_destroy(keel_chain *c)
     keel_free(c->layers);
     keel_free(c);
 }
+
+static void layer_free(keel_layer *self)
+{
+    keel_free(self);
+}
+
+void *keel__layer_new(size_t size, const char *name,
+                      keel_err (*call)(keel_layer *self, void *cx, keel_chain_cursor *cur))
+{
+    KEEL_ASSERT(size >= sizeof(keel_layer));
+    keel_layer *l = keel_calloc(1, size);
+    if (l != NULL) {
+        l->name = name;
+        l->call = call;
+        l->dispose = layer_free;
+    }
+    return l;
+}

@@ -42,6 +42,12 @@ void keel__wipe(void *p, size_t n);
 /* Secret bytes for the few internal users (HMAC, JWT); never log the result. */
 const unsigned char *keel__secret_bytes(const keel_secret *s);
 
+/* Allocate a layer struct of `size` bytes whose first member is a keel_layer: zeroed, with
+ * name and call set and a dispose that frees it (chain.c).  NULL on OOM.  Layers with state
+ * to release override dispose afterwards. */
+void *keel__layer_new(size_t size, const char *name,
+                      keel_err (*call)(keel_layer *self, void *cx, keel_chain_cursor *cur));
+
 /* Unpadded base64 (url = 0: RFC 4648 section 4; url = 1: base64url), strict decode (base64.c).
  * encode: out needs keel__b64_encoded_len(n) + 1 bytes (NUL-terminated); returns the length.
  * decode: out needs len * 3 / 4 + 1 bytes; returns the byte count, or -1 bad character,

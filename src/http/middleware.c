@@ -41,22 +41,14 @@ void keel__format_status(int status, char out[8])
     out[3] = '\0';
 }
 
-static void free_layer(keel_layer *l)
-{
-    keel_free(l);
-}
-
 /* A layer without state of its own. */
 static keel_err stateless_layer(const char *name,
                                 keel_err (*call)(keel_layer *, void *, keel_chain_cursor *),
                                 keel_layer **out)
 {
-    keel_layer *l = keel__new(keel_layer);
+    keel_layer *l = keel__layer_new(sizeof(*l), name, call);
     if (l == NULL)
         return KEEL_ENOMEM;
-    l->name = name;
-    l->call = call;
-    l->dispose = free_layer;
     *out = l;
     return KEEL_OK;
 }
@@ -229,11 +221,9 @@ void keel_cors_config_default(keel_cors_config *cfg)
 
 keel_err keel_mw_cors(const keel_cors_config *cfg, keel_layer **out)
 {
-    cors_layer *c = keel__new(cors_layer);
+    cors_layer *c = keel__layer_new(sizeof(*c), "cors", cors_call);
     if (c == NULL)
         return KEEL_ENOMEM;
-    c->base.name = "cors";
-    c->base.call = cors_call;
     c->base.dispose = cors_dispose;
     c->credentials = cfg->allow_credentials;
     c->max_age = cfg->max_age_s;
@@ -293,7 +283,7 @@ keel_err keel_mw_metrics(keel_metrics *m, keel_layer **out)
     static const char *const l_req[] = {"method", "endpoint", "status", NULL};
     static const char *const l_lat[] = {"method", "endpoint", NULL};
     static const char *const l_err[] = {"endpoint", "exception_type", NULL};
-    metrics_layer *ml = keel__new(metrics_layer);
+    metrics_layer *ml = keel__layer_new(sizeof(*ml), "metrics", metrics_call);
     if (ml == NULL)
         return KEEL_ENOMEM;
     keel_err e;
@@ -306,9 +296,6 @@ keel_err keel_mw_metrics(keel_metrics *m, keel_layer **out)
         keel_free(ml);
         return e;
     }
-    ml->base.name = "metrics";
-    ml->base.call = metrics_call;
-    ml->base.dispose = free_layer;
     *out = &ml->base;
     return KEEL_OK;
 }
@@ -390,12 +377,9 @@ static keel_err access_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
 
 keel_err keel_mw_access_log(keel_layer **out)
 {
-    access_layer *al = keel__new(access_layer);
+    access_layer *al = keel__layer_new(sizeof(*al), "access_log", access_call);
     if (al == NULL)
         return KEEL_ENOMEM;
-    al->base.name = "access_log";
-    al->base.call = access_call;
-    al->base.dispose = free_layer;
     al->log = keel_logger_get("app.http.access");
     *out = &al->base;
     return KEEL_OK;

@@ -134,11 +134,10 @@ keel_err keel_mw_rate_limit(const keel_mw_rate_limit_config *cfg, keel_layer **o
     *out = NULL;
     if (cfg == NULL || cfg->size < sizeof(*cfg) || cfg->limiter == NULL)
         return KEEL_EINVAL;
-    rl_layer *r = keel__new(rl_layer);
+    rl_layer *r = keel__layer_new(sizeof(*r), "rate_limit",
+                                  cfg->skip_preflight ? rl_call_skip_preflight : rl_call);
     if (r == NULL)
         return KEEL_ENOMEM;
-    r->base.name = "rate_limit";
-    r->base.call = cfg->skip_preflight ? rl_call_skip_preflight : rl_call;
     r->base.dispose = rl_dispose;
     r->lim = cfg->limiter;
     if (cfg->key_header && (r->key_header = keel_strdup(cfg->key_header)) == NULL) {

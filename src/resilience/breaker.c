@@ -582,11 +582,6 @@ static keel_err layer_call(keel_layer *self, void *cx, keel_chain_cursor *cur)
     return e;
 }
 
-static void layer_dispose(keel_layer *self)
-{
-    keel_free(self);
-}
-
 keel_err keel_breaker_layer(keel_breaker *b, keel_layer **out)
 {
     if (out == NULL)
@@ -594,12 +589,9 @@ keel_err keel_breaker_layer(keel_breaker *b, keel_layer **out)
     *out = NULL;
     if (b == NULL)
         return KEEL_EINVAL;
-    breaker_layer *l = keel__new(breaker_layer);
+    breaker_layer *l = keel__layer_new(sizeof(*l), b->name, layer_call);
     if (l == NULL)
         return KEEL_ENOMEM;
-    l->base.name = b->name;
-    l->base.call = layer_call;
-    l->base.dispose = layer_dispose;
     l->b = b;
     *out = &l->base;
     return KEEL_OK;

@@ -287,23 +287,15 @@ static keel_err bulkhead_layer_call(keel_layer *self, void *cx, keel_chain_curso
     return e;
 }
 
-static void bulkhead_layer_dispose(keel_layer *self)
-{
-    keel_free(self);
-}
-
 keel_err keel_bulkhead_layer(keel_bulkhead *b, keel_layer **out)
 {
     if (out != NULL)
         *out = NULL;
     if (b == NULL || out == NULL)
         return KEEL_EINVAL;
-    bulkhead_layer *bl = keel__new(bulkhead_layer);
+    bulkhead_layer *bl = keel__layer_new(sizeof(*bl), "bulkhead", bulkhead_layer_call);
     if (bl == NULL)
         return KEEL_ENOMEM;
-    bl->base.name = "bulkhead";
-    bl->base.call = bulkhead_layer_call;
-    bl->base.dispose = bulkhead_layer_dispose;
     bl->b = b;
     *out = &bl->base;
     return KEEL_OK;

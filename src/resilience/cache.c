@@ -415,11 +415,6 @@ static keel_err cache_layer_call(keel_layer *self, void *cx, keel_chain_cursor *
     return KEEL_OK;
 }
 
-static void cache_layer_dispose(keel_layer *self)
-{
-    keel_free(self);
-}
-
 keel_err keel_cache_layer(keel_cache *c, const keel_cache_binding *binding, keel_layer **out)
 {
     if (out != NULL)
@@ -427,12 +422,9 @@ keel_err keel_cache_layer(keel_cache *c, const keel_cache_binding *binding, keel
     if (c == NULL || binding == NULL || out == NULL || binding->key == NULL ||
         binding->load == NULL || binding->store == NULL)
         return KEEL_EINVAL;
-    cache_layer *cl = keel__new(cache_layer);
+    cache_layer *cl = keel__layer_new(sizeof(*cl), "cache", cache_layer_call);
     if (cl == NULL)
         return KEEL_ENOMEM;
-    cl->base.name = "cache";
-    cl->base.call = cache_layer_call;
-    cl->base.dispose = cache_layer_dispose;
     cl->cache = c;
     cl->b = *binding;
     *out = &cl->base;

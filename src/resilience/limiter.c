@@ -572,11 +572,6 @@ static keel_err limiter_call(keel_layer *self, void *cx, keel_chain_cursor *cur)
     return keel_chain_next(cur, cx);
 }
 
-static void limiter_dispose(keel_layer *self)
-{
-    keel_free(self);
-}
-
 keel_err keel_limiter_layer(keel_limiter *l, keel_limiter_key_fn key_fn, void *ud,
                             keel_layer **out)
 {
@@ -585,12 +580,9 @@ keel_err keel_limiter_layer(keel_limiter *l, keel_limiter_key_fn key_fn, void *u
     *out = NULL;
     if (l == NULL)
         return KEEL_EINVAL;
-    limiter_layer *ll = keel__new(limiter_layer);
+    limiter_layer *ll = keel__layer_new(sizeof(*ll), l->name, limiter_call);
     if (ll == NULL)
         return KEEL_ENOMEM;
-    ll->base.name = l->name;
-    ll->base.call = limiter_call;
-    ll->base.dispose = limiter_dispose;
     ll->l = l;
     ll->key_fn = key_fn;
     ll->ud = ud;

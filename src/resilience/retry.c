@@ -257,11 +257,6 @@ static keel_err layer_call(keel_layer *self, void *cx, keel_chain_cursor *cur)
     return retry_loop(l->r, (keel_call *)cx, chain_attempt, cur);
 }
 
-static void layer_dispose(keel_layer *self)
-{
-    keel_free(self);
-}
-
 keel_err keel_retry_layer(keel_retry *r, keel_layer **out)
 {
     if (out == NULL)
@@ -269,12 +264,9 @@ keel_err keel_retry_layer(keel_retry *r, keel_layer **out)
     *out = NULL;
     if (r == NULL)
         return KEEL_EINVAL;
-    retry_layer *l = keel__new(retry_layer);
+    retry_layer *l = keel__layer_new(sizeof(*l), "retry", layer_call);
     if (l == NULL)
         return KEEL_ENOMEM;
-    l->base.name = "retry";
-    l->base.call = layer_call;
-    l->base.dispose = layer_dispose;
     l->r = r;
     *out = &l->base;
     return KEEL_OK;

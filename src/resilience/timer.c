@@ -93,23 +93,15 @@ static keel_err timer_layer_call(keel_layer *self, void *cx, keel_chain_cursor *
     return e;
 }
 
-static void timer_layer_dispose(keel_layer *self)
-{
-    keel_free(self);
-}
-
 keel_err keel_timer_layer(keel_timer *t, keel_layer **out)
 {
     if (out != NULL)
         *out = NULL;
     if (t == NULL || out == NULL)
         return KEEL_EINVAL;
-    timer_layer *tl = keel__new(timer_layer);
+    timer_layer *tl = keel__layer_new(sizeof(*tl), "timer", timer_layer_call);
     if (tl == NULL)
         return KEEL_ENOMEM;
-    tl->base.name = "timer";
-    tl->base.call = timer_layer_call;
-    tl->base.dispose = timer_layer_dispose;
     tl->t = t;
     *out = &tl->base;
     return KEEL_OK;

@@ -255,3 +255,60 @@ long keel_test_raw(const keel_test_server *s, const char *data, size_t len, int 
     *reply = buf;
     return (long)n;
 }
+
+int keel_test_run(const char *bin, const char *const *argv, const keel_test_run_opts *opts,
+                  char *out, size_t cap)
+{
+    static const keel_test_run_opts none = {0};
+    const keel_test_run_opts *o = opts ? opts : &none;
+    int ip[2], op[2];
+    if (pipe(ip) != 0)
+        return -1;
+    if (pipe(op) != 0) {
+        close(ip[0]);
+        close(ip[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (o->dir != NULL && chdir(o->dir) != 0)
+            _exit(127);
+        dup2(ip[0], 0);
+        dup2(op[1], 1);
+        dup2(op[1], 2);
+        close(ip[0]);
+        close(ip[1]);
+        close(op[0]);
+        close(op[1]);
+        for (size_t i = 0; o->unset && o->unset[i]; i++)
+            unsetenv(o->unset[i]);
+        for (size_t i = 0; o->env && o->env[i]; i++)
+            putenv(strdup(o->env[i]));
+        execv(bin, (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    close(ip[0]);
+    close(op[1]);
+    signal(SIGPIPE, SIG_IGN);
+    /* Inputs are small enough for the pipe buffer: write all, then read. */
+    for (size_t w = 0; o->in != NULL && w < o->in_len;) {
+        ssize_t r = write(ip[1], o->in + w, o->in_len - w);
+        if (r <= 0)
+            break;
+        w += (size_t)r;
+    }
+    close(ip[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < cap && (r = read(op[0], out + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    if (cap > 0)
+        out[n] = '\0';
+    close(op[0]);
+    int status;
+    if (waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}

@@ -38,6 +38,21 @@ int keel_test_server_start(keel_test_server *s, const char *const *env);
 /* Send sig and wait up to timeout_ms for exit; returns the exit status or -1. */
 int keel_test_server_stop(keel_test_server *s, int sig, int timeout_ms);
 
+/* ------------------------------------------------------ running binaries -- */
+
+typedef struct keel_test_run_opts {
+    const char *dir;           /* working directory (NULL = inherit) */
+    const char *const *env;    /* extra "NAME=value" entries, NULL-terminated (or NULL) */
+    const char *const *unset;  /* variables to remove, NULL-terminated (or NULL) */
+    const char *in;            /* bytes for stdin (NULL = empty stdin) */
+    size_t in_len;
+} keel_test_run_opts;
+
+/* Run bin with argv (argv[0] included, NULL-terminated); stdout and stderr go, interleaved,
+ * into out (NUL-terminated, truncated at cap).  Returns the exit status, or -1. */
+int keel_test_run(const char *bin, const char *const *argv, const keel_test_run_opts *opts,
+                  char *out, size_t cap);
+
 /* -------------------------------------------------------------- HTTP ---- */
 
 typedef struct keel_test_resp {

@@ -8,37 +8,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Run `keel args...` in dir; stdout+stderr into out; returns the exit status. */
+/* Run `keel args...` in dir, without the environment variables that would pick a database. */
 static int keel(const char *dir, char *out, size_t cap, const char *const *args)
 {
-    int p[2];
-    if (pipe(p) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (chdir(dir) != 0)
-            _exit(127);
-        dup2(p[1], 1);
-        dup2(p[1], 2);
-        close(p[0]);
-        unsetenv("DATABASE_URL");
-        unsetenv("KEELD_MIGRATIONS_DIR");
-        char *argv[16] = {"keel"};
-        for (size_t i = 0; args[i] && i < 14; i++)
-            argv[i + 1] = (char *)(uintptr_t)args[i];
-        execv(KEEL_TEST_CLI, argv);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < cap && (r = read(p[0], out + n, cap - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = '\0';
-    close(p[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    const char *argv[16] = {"keel"};
+    for (size_t i = 0; args[i] && i < 14; i++)
+        argv[i + 1] = args[i];
+    static const char *const unset[] = {"DATABASE_URL", "KEELD_MIGRATIONS_DIR", NULL};
+    keel_test_run_opts o = {.dir = dir, .unset = unset};
+    return keel_test_run(KEEL_TEST_CLI, argv, &o, out, cap);
 }
 
 static void test_help_and_version(void **state)

@@ -12,36 +12,15 @@
 #define NOW "1700000100"
 #define ISS "https://auth.keel.test"
 
-/* Run `keel args...` in dir; stdout+stderr into out; returns the exit status. */
+/* Run `keel args...` in dir; stdout+stderr into out. */
 static int keel(const char *dir, char *out, size_t cap, const char *const *args)
 {
-    int p[2];
-    if (pipe(p) != 0)
-        return -1;
     const char *bin = getenv("KEEL_TEST_CLI_BIN") ? getenv("KEEL_TEST_CLI_BIN") : KEEL_TEST_CLI;
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (chdir(dir) != 0)
-            _exit(127);
-        dup2(p[1], 1);
-        dup2(p[1], 2);
-        close(p[0]);
-        char *argv[24] = {"keel"};
-        for (size_t i = 0; args[i] && i < 22; i++)
-            argv[i + 1] = (char *)(uintptr_t)args[i];
-        execv(bin, argv);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < cap && (r = read(p[0], out + n, cap - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = '\0';
-    close(p[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    const char *argv[24] = {"keel"};
+    for (size_t i = 0; args[i] && i < 22; i++)
+        argv[i + 1] = args[i];
+    keel_test_run_opts o = {.dir = dir};
+    return keel_test_run(bin, argv, &o, out, cap);
 }
 
 static const char *dir(void)

@@ -602,31 +602,13 @@ static void test_bad_config_exits_2(void **state)
 {
     (void)state;
     char out[4096] = "";
-    int p[2];
-    assert_int_equal(0, pipe(p));
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 2);
-        close(p[0]);
-        setenv("PORT", "notaport", 1);
-        setenv("LOG_LEVEL", "loud", 1);
-        setenv("ENVIRONMENT", "production", 1);
-        setenv("ACCESS_TOKEN_SIGNING_KEY", "changeme", 1);
-        unsetenv("REFRESH_TOKEN_SIGNING_KEY");
-        execl(KEEL_TEST_KEELD, "keeld", (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t n = 0;
-    ssize_t r;
-    while ((r = read(p[0], out + n, sizeof(out) - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = '\0';
-    close(p[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(2, WEXITSTATUS(status));
+    static const char *const env[] = {"PORT=notaport", "LOG_LEVEL=loud", "ENVIRONMENT=production",
+                                      "ACCESS_TOKEN_SIGNING_KEY=changeme", NULL};
+    static const char *const unset[] = {"REFRESH_TOKEN_SIGNING_KEY", NULL};
+    const char *argv[] = {"keeld", NULL};
+    keel_test_run_opts o = {.env = env, .unset = unset};
+    /* (stdout and stderr together: the error list goes to stderr) */
+    assert_int_equal(2, keel_test_run(KEEL_TEST_KEELD, argv, &o, out, sizeof(out)));
     assert_non_null(strstr(out, "PORT"));
     assert_non_null(strstr(out, "LOG_LEVEL"));
     assert_non_null(strstr(out, "ACCESS_TOKEN_SIGNING_KEY"));

@@ -221,37 +221,16 @@ static void test_database_down_and_back(void **state)
     keel_test_resp_free(&r);
 }
 
-/* Run keeld with extra environment in dir; capture stdout+stderr; return the exit status. */
+/* Run keeld (test environment, console off) with extra environment in dir. */
 static int run_keeld(const char *dir, const char *const *env, const char *arg, char *out,
                      size_t cap)
 {
-    int p[2];
-    if (pipe(p) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (chdir(dir) != 0)
-            _exit(127);
-        dup2(p[1], 1);
-        dup2(p[1], 2);
-        close(p[0]);
-        setenv("ENVIRONMENT", "test", 1);
-        setenv("LOG_CONSOLE", "off", 1);
-        for (size_t i = 0; env && env[i]; i++)
-            putenv(strdup(env[i]));
-        execl(KEEL_TEST_KEELD, "keeld", arg, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < cap && (r = read(p[0], out + n, cap - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = '\0';
-    close(p[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    const char *e[8] = {"ENVIRONMENT=test", "LOG_CONSOLE=off"};
+    for (size_t i = 0; env && env[i] && i < 5; i++)
+        e[i + 2] = env[i];
+    const char *argv[] = {"keeld", arg, NULL};
+    keel_test_run_opts o = {.dir = dir, .env = e};
+    return keel_test_run(KEEL_TEST_KEELD, argv, &o, out, cap);
 }
 
 static void test_migrate_only_and_bad_url(void **state)
