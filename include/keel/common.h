@@ -49,7 +49,18 @@ extern "C" {
     X(INTERNAL, -17, "internal error")                                                             \
     X(AGAIN, -18, "temporarily unavailable, try again")                                            \
     X(CRYPTO, -19, "cryptographic library failure")                                              \
-    X(CONSTRAINT, -20, "constraint violation")
+    X(CONSTRAINT, -20, "constraint violation")                                                     \
+    X(PAY_NETWORK, -21, "payment network error")                                                   \
+    X(PAY_GATEWAY_TIMEOUT, -22, "payment gateway timed out; outcome unknown")                     \
+    X(PAY_RATE_LIMITED, -23, "payment gateway rate limit")                                         \
+    X(PAY_DECLINED, -24, "card declined")                                                          \
+    X(PAY_INSUFFICIENT_FUNDS, -25, "insufficient funds")                                           \
+    X(PAY_FRAUD_BLOCKED, -26, "blocked by fraud screening")                                        \
+    X(PAY_AUTH_REQUIRED, -27, "customer authentication required (3-D Secure)")                    \
+    X(PAY_IDEMPOTENCY_CONFLICT, -28, "idempotency key reused with a different request")          \
+    X(PAY_IN_FLIGHT, -29, "a request with this idempotency key is still in progress")             \
+    X(PAY_COMPENSATION, -30, "saga compensation failed")                                           \
+    X(PAY_GATEWAY, -31, "payment gateway rejected the request")
 
 /** Error codes.  0 is success; every error is negative. */
 typedef enum keel_err {

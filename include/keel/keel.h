@@ -23,4 +23,5 @@
 #include <keel/timer.h>
 #include <keel/password.h>
 #include <keel/jwt.h>
+#include <keel/payment.h>
 #endif

@@ -67,7 +67,9 @@ KEEL_API void keel_call_init(keel_call *call, const char *name, void *user);
 
 /** Default outcome classification: which errors count as a failure of the protected
  *  dependency (for breakers) and which are worth retrying.  KEEL_OK is never a failure.
- *  Transient: KEEL_ETIMEOUT, KEEL_EIO, KEEL_EBUSY, KEEL_EAGAIN.  Permanent: the rest.
+ *  Transient: KEEL_ETIMEOUT, KEEL_EIO, KEEL_EBUSY, KEEL_EAGAIN and the retriable payment
+ *  errors (KEEL_EPAY_NETWORK, KEEL_EPAY_GATEWAY_TIMEOUT, KEEL_EPAY_RATE_LIMITED; keel/payment.h).
+ *  Permanent: the rest - a card decline is never retried.
  *  call->retriable, when set by the terminal (0 or 1), overrides the default. */
 KEEL_API int keel_policy_is_transient(const keel_call *call, keel_err e);
 

@@ -76,6 +76,27 @@ KEEL_API keel_err keel_store_ping(void *store, char *detail, size_t detail_len);
  *  in diag when a migration fails (nothing of it remains). */
 KEEL_API KEEL_NODISCARD keel_err keel_store_migrate(keel_store *s, const char *dir,
                                                     keel_diag *diag);
+/** An embedded migration of a library component (keel's own tables: idempotency keys,
+ *  webhook events, saga log...).  SQL for each engine; several statements allowed. */
+typedef struct keel_migration {
+    int64_t version;      /* > 0, ascending within a component */
+    const char *name;     /* "idempotency_keys" */
+    const char *sqlite;   /* SQL for SQLite */
+    const char *postgres; /* SQL for PostgreSQL */
+} keel_migration;
+
+/** Apply a component's embedded migrations that are not applied yet, each in its own
+ *  transaction, recorded in keel_schema_migrations (component, version) - separate from the
+ *  application's schema_migrations, so library and application versions never collide.
+ *  Idempotent and safe to run from several processes at once (same locking as
+ *  keel_store_migrate).  component: 1-64 chars of [a-z0-9_.] ("keel.pay.idempotency").
+ *  @return KEEL_OK; KEEL_EINVAL (bad list); KEEL_ESTATE if the database holds a newer version
+ *  of the component than migs lists; the failing statement's error with the migration named
+ *  in diag.  Thread-safety: any thread. Ownership: borrows migs for the call. */
+KEEL_API KEEL_NODISCARD keel_err keel_store_migrate_component(keel_store *s,
+                                                              const char *component,
+                                                              const keel_migration *migs,
+                                                              size_t n, keel_diag *diag);
 /** Highest applied migration version, 0 when none. */
 KEEL_API KEEL_NODISCARD keel_err keel_store_schema_version(keel_store *s, int64_t *out);
 

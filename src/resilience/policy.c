@@ -83,5 +83,6 @@ int keel_policy_is_transient(const keel_call *call, keel_err e)
         return 0;
     if (call != NULL && call->retriable >= 0)
         return call->retriable;
-    return e == KEEL_ETIMEOUT || e == KEEL_EIO || e == KEEL_EBUSY || e == KEEL_EAGAIN;
+    return e == KEEL_ETIMEOUT || e == KEEL_EIO || e == KEEL_EBUSY || e == KEEL_EAGAIN ||
+           e == KEEL_EPAY_NETWORK || e == KEEL_EPAY_GATEWAY_TIMEOUT || e == KEEL_EPAY_RATE_LIMITED;
 }

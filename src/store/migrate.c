@@ -232,15 +232,55 @@ static keel_err max_version(keel_db *db, int64_t *v, keel_diag *diag)
                     diag);
 }
 
+/* Where a migration comes from and where it is recorded: the application's files (component
+ * NULL, table schema_migrations) or a library component's embedded SQL (table
+ * keel_schema_migrations, keyed by component). */
+typedef struct migration_src {
+    const char *component; /* NULL: application */
+    int64_t version;
+    const char *name;    /* file or migration name */
+    const char *dirpath; /* application: directory holding name */
+    const char *sql;     /* component: the SQL itself */
+} migration_src;
+
+/* Run "... WHERE [component = ? AND] version = ?" style statements: binds the component (if
+ * any) then the int64 values. */
+static keel_err run_src_stmt(keel_db *db, const char *sql, const char *component,
+                             const int64_t *binds, int nbind, int64_t *first, keel_diag *diag)
+{
+    if (component == NULL)
+        return run_stmt(db, sql, nbind, binds, first, diag);
+    keel_stmt *st;
+    keel_err e = keel_db_prepare(db, sql, &st, diag);
+    if (e != KEEL_OK)
+        return e;
+    if ((e = keel_stmt_bind_text(st, 1, component, SIZE_MAX)) != KEEL_OK)
+        return keel_diag_set(diag, e, 0, "cannot bind migration query parameter");
+    for (int i = 0; i < nbind; i++)
+        if ((e = keel_stmt_bind_int64(st, i + 2, binds[i])) != KEEL_OK)
+            return keel_diag_set(diag, e, 0, "cannot bind migration query parameter");
+    int rows = 0, r;
+    while ((r = keel_stmt_step(st, diag)) == 1) {
+        if (rows++ == 0 && first != NULL)
+            *first = keel_stmt_int64(st, 0);
+    }
+    return r < 0 ? (keel_err)r : KEEL_OK;
+}
+
 /* Apply one migration if still missing, in its own transaction. */
-static keel_err apply_one(keel_store *s, keel_db *db, const char *dirpath, const char *eng,
-                          const migration *m, int *applied, keel_diag *diag)
+static keel_err apply_one(keel_store *s, keel_db *db, const char *eng, const migration_src *m,
+                          int *applied, keel_diag *diag)
 {
     char path[MIGRATION_PATH_MAX], label[320];
-    int n = snprintf(path, sizeof(path), "%s/%s", dirpath, m->name);
-    if (n < 0 || (size_t)n >= sizeof(path))
-        return keel_diag_set(diag, KEEL_EINVAL, 0, "migration path too long: %s", m->name);
-    snprintf(label, sizeof(label), "%s/%s", eng, m->name);
+    if (m->component == NULL) {
+        int n = snprintf(path, sizeof(path), "%s/%s", m->dirpath, m->name);
+        if (n < 0 || (size_t)n >= sizeof(path))
+            return keel_diag_set(diag, KEEL_EINVAL, 0, "migration path too long: %s", m->name);
+        snprintf(label, sizeof(label), "%s/%s", eng, m->name);
+    } else {
+        snprintf(label, sizeof(label), "%s %04lld_%s (%s)", m->component, (long long)m->version,
+                 m->name, eng);
+    }
     *applied = 0;
 
     keel_diag ed;
@@ -257,8 +297,11 @@ static keel_err apply_one(keel_store *s, keel_db *db, const char *dirpath, const
         if (e != KEEL_OK)
             goto fail;
     }
-    e = run_stmt(db, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", 1, &m->version,
-                 &present, &ed);
+    e = run_src_stmt(db,
+                     m->component ? "SELECT COUNT(*) FROM keel_schema_migrations WHERE "
+                                    "component = ? AND version = ?"
+                                  : "SELECT COUNT(*) FROM schema_migrations WHERE version = ?",
+                     m->component, &m->version, 1, &present, &ed);
     if (e != KEEL_OK)
         goto fail;
     if (present > 0) {
@@ -267,22 +310,29 @@ static keel_err apply_one(keel_store *s, keel_db *db, const char *dirpath, const
             goto fail;
         return KEEL_OK;
     }
-    if ((e = read_file(path, label, &sql, diag)) != KEEL_OK) {
-        (void)keel_db_rollback(db);
-        return e;
+    if (m->component == NULL) {
+        if ((e = read_file(path, label, &sql, diag)) != KEEL_OK) {
+            (void)keel_db_rollback(db);
+            return e;
+        }
     }
-    if ((e = keel_db_exec(db, sql, &ed)) != KEEL_OK)
+    if ((e = keel_db_exec(db, sql ? sql : m->sql, &ed)) != KEEL_OK)
         goto fail;
     {
         keel_stmt *st;
+        int base = m->component ? 2 : 1;
         if ((e = keel_db_prepare(db,
-                                 "INSERT INTO schema_migrations (version, name, applied_at_ms) "
-                                 "VALUES (?, ?, ?)",
+                                 m->component
+                                     ? "INSERT INTO keel_schema_migrations (component, version, "
+                                       "name, applied_at_ms) VALUES (?, ?, ?, ?)"
+                                     : "INSERT INTO schema_migrations (version, name, "
+                                       "applied_at_ms) VALUES (?, ?, ?)",
                                  &st, &ed)) != KEEL_OK)
             goto fail;
-        if ((e = keel_stmt_bind_int64(st, 1, m->version)) != KEEL_OK ||
-            (e = keel_stmt_bind_text(st, 2, m->name, SIZE_MAX)) != KEEL_OK ||
-            (e = keel_stmt_bind_int64(st, 3, keel_time_wall_ms())) != KEEL_OK)
+        if ((m->component && (e = keel_stmt_bind_text(st, 1, m->component, SIZE_MAX)) != KEEL_OK) ||
+            (e = keel_stmt_bind_int64(st, base, m->version)) != KEEL_OK ||
+            (e = keel_stmt_bind_text(st, base + 1, m->name, SIZE_MAX)) != KEEL_OK ||
+            (e = keel_stmt_bind_int64(st, base + 2, keel_time_wall_ms())) != KEEL_OK)
             goto fail;
         int r;
         while ((r = keel_stmt_step(st, &ed)) == 1) {
@@ -358,7 +408,8 @@ keel_err keel_store_migrate(keel_store *s, const char *dir, keel_diag *diag)
     }
     for (size_t i = 0; i < l.n; i++) {
         int applied;
-        if ((e = apply_one(s, db, sub, eng, &l.v[i], &applied, diag)) != KEEL_OK)
+        migration_src src = {NULL, l.v[i].version, l.v[i].name, sub, NULL};
+        if ((e = apply_one(s, db, eng, &src, &applied, diag)) != KEEL_OK)
             goto out;
     }
 out:
@@ -380,6 +431,75 @@ keel_err keel_store_schema_version(keel_store *s, int64_t *out)
     int exists = 0;
     if ((e = table_exists(s, db, &exists, NULL)) == KEEL_OK && exists)
         e = max_version(db, out, NULL);
+    keel_db_release(db);
+    return e;
+}
+
+/* Component names are identifiers: they end up in diagnostics and as keys, never in SQL. */
+static int component_ok(const char *c)
+{
+    size_t n = 0;
+    for (; c[n] != '\0'; n++) {
+        char ch = c[n];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.'))
+            return 0;
+    }
+    return n > 0 && n <= 64;
+}
+
+keel_err keel_store_migrate_component(keel_store *s, const char *component,
+                                      const keel_migration *migs, size_t n, keel_diag *diag)
+{
+    if (s == NULL || component == NULL || (migs == NULL && n > 0))
+        return keel_diag_set(diag, KEEL_EINVAL, 0,
+                             "keel_store_migrate_component: invalid argument");
+    if (!component_ok(component))
+        return keel_diag_set(diag, KEEL_EINVAL, 0,
+                             "migration component name must be 1-64 chars of [a-z0-9_.]");
+    int pg = keel_store_engine_of(s) == KEEL_STORE_POSTGRES;
+    int64_t newest = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (migs[i].version <= newest || migs[i].name == NULL ||
+            (pg ? migs[i].postgres : migs[i].sqlite) == NULL)
+            return keel_diag_set(diag, KEEL_EINVAL, 0,
+                                 "%s: migration %zu must have a name, SQL for this engine and "
+                                 "a version above the previous one",
+                                 component, i);
+        newest = migs[i].version;
+    }
+    keel_db *db = NULL;
+    keel_err e = keel_db_acquire(s, &db, diag);
+    if (e != KEEL_OK)
+        return e;
+    const char *ddl = pg ? "CREATE TABLE IF NOT EXISTS keel_schema_migrations (component TEXT "
+                           "NOT NULL, version BIGINT NOT NULL, name TEXT NOT NULL, applied_at_ms "
+                           "BIGINT NOT NULL, PRIMARY KEY (component, version))"
+                         : "CREATE TABLE IF NOT EXISTS keel_schema_migrations (component TEXT "
+                           "NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, "
+                           "applied_at_ms INTEGER NOT NULL, PRIMARY KEY (component, version))";
+    int64_t current = 0;
+    if ((e = keel_db_exec(db, ddl, diag)) != KEEL_OK)
+        goto out;
+    if ((e = run_src_stmt(db,
+                          "SELECT COALESCE(MAX(version), 0) FROM keel_schema_migrations WHERE "
+                          "component = ?",
+                          component, NULL, 0, &current, diag)) != KEEL_OK)
+        goto out;
+    if (current > newest) {
+        e = keel_diag_set(diag, KEEL_ESTATE, 0,
+                          "%s schema version %lld is newer than this binary knows (%lld); "
+                          "refusing to start",
+                          component, (long long)current, (long long)newest);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int applied;
+        migration_src src = {component, migs[i].version, migs[i].name, NULL,
+                             pg ? migs[i].postgres : migs[i].sqlite};
+        if ((e = apply_one(s, db, pg ? "postgres" : "sqlite", &src, &applied, diag)) != KEEL_OK)
+            goto out;
+    }
+out:
     keel_db_release(db);
     return e;
 }

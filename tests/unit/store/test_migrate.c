@@ -292,6 +292,57 @@ static void test_dirs_and_limits(void **state)
     fx_teardown(&f);
 }
 
+/* Library components: embedded SQL, versions tracked per component apart from the app's. */
+static void test_component_migrations(void **state)
+{
+    (void)state;
+    fx f;
+    fx_setup(&f, 1);
+    migrate_ok(&f); /* the application's 0001, 0002 */
+    static const keel_migration v1[] = {
+        {1, "widgets", "CREATE TABLE keel_widgets (id INTEGER PRIMARY KEY)", "unused"},
+    };
+    static const keel_migration v2[] = {
+        {1, "widgets", "CREATE TABLE keel_widgets (id INTEGER PRIMARY KEY)", "unused"},
+        {2, "widget_name", "ALTER TABLE keel_widgets ADD COLUMN name TEXT", "unused"},
+    };
+    keel_diag d;
+    memset(&d, 0, sizeof(d));
+    ASSERT_OK(keel_store_migrate_component(f.s, "keel.test", v1, 1, &d));
+    ASSERT_OK(keel_store_migrate_component(f.s, "keel.test", v1, 1, &d)); /* idempotent */
+    assert_int_equal(1, table_exists(f.s, "keel_widgets"));
+    ASSERT_OK(keel_store_migrate_component(f.s, "keel.test", v2, 2, &d));
+    assert_int_equal(2, query_int(f.s, "SELECT COUNT(*) FROM keel_schema_migrations WHERE "
+                                       "component = 'keel.test'"));
+    /* The application's version is untouched by the component's. */
+    assert_int_equal(2, version_of(f.s));
+    assert_int_equal(0, query_int(f.s, "SELECT COUNT(*) FROM keel_widgets"));
+    /* Another component has its own numbering. */
+    ASSERT_OK(keel_store_migrate_component(f.s, "keel.other", v1 + 0, 0, &d));
+    /* A binary that knows only v1 refuses the database that has v2. */
+    assert_int_equal(KEEL_ESTATE, keel_store_migrate_component(f.s, "keel.test", v1, 1, &d));
+    assert_non_null(strstr(d.msg, "keel.test schema version 2 is newer"));
+    /* A failing migration leaves nothing and names itself. */
+    static const keel_migration bad[] = {
+        {1, "widgets", "CREATE TABLE keel_widgets (id INTEGER PRIMARY KEY)", "unused"},
+        {2, "widget_name", "ALTER TABLE keel_widgets ADD COLUMN name TEXT", "unused"},
+        {3, "broken", "CREATE TABLE keel_gizmos (id INTEGER); CREATE TABLE oops (", "unused"},
+    };
+    assert_int_not_equal(KEEL_OK, keel_store_migrate_component(f.s, "keel.test", bad, 3, &d));
+    assert_non_null(strstr(d.msg, "keel.test 0003_broken"));
+    assert_int_equal(0, table_exists(f.s, "keel_gizmos"));
+    /* Bad lists and names are rejected before touching the database. */
+    static const keel_migration unordered[] = {
+        {2, "b", "SELECT 1", "SELECT 1"},
+        {1, "a", "SELECT 1", "SELECT 1"},
+    };
+    assert_int_equal(KEEL_EINVAL,
+                     keel_store_migrate_component(f.s, "keel.x", unordered, 2, &d));
+    assert_int_equal(KEEL_EINVAL, keel_store_migrate_component(f.s, "Bad Name", v1, 1, &d));
+    assert_int_equal(KEEL_EINVAL, keel_store_migrate_component(f.s, "", v1, 1, &d));
+    fx_teardown(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_newer_database_refused),
         cmocka_unit_test(test_bad_file_names),
         cmocka_unit_test(test_dirs_and_limits),
+        cmocka_unit_test(test_component_migrations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
