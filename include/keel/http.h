@@ -108,6 +108,9 @@ KEEL_API keel_err keel_resp_header(keel_ctx *cx, const char *name, const char *v
 KEEL_API keel_err keel_resp_header_set(keel_ctx *cx, const char *name, const char *value);
 /** Response header previously set, or NULL. */
 KEEL_API const char *keel_resp_get_header(const keel_ctx *cx, const char *name);
+/** The response body set so far (empty slice if none) and, if content_type is not NULL, its
+ *  content type (NULL if none).  Borrowed from the request arena. */
+KEEL_API keel_str keel_resp_get_body(const keel_ctx *cx, const char **content_type);
 /** Set the status, the body and its content type (both copied into the request arena). */
 KEEL_API keel_err keel_resp_body(keel_ctx *cx, int status, const char *content_type,
                                  const void *data, size_t len);

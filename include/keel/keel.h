@@ -24,4 +24,5 @@
 #include <keel/password.h>
 #include <keel/jwt.h>
 #include <keel/payment.h>
+#include <keel/idempotency.h>
 #endif

@@ -219,6 +219,15 @@ const char *keel_resp_get_header(const keel_ctx *cx, const char *name)
     return NULL;
 }
 
+keel_str keel_resp_get_body(const keel_ctx *cx, const char **content_type)
+{
+    if (content_type != NULL)
+        *content_type = cx ? cx->content_type : NULL;
+    if (cx == NULL || cx->body_ptr == NULL)
+        return (keel_str){"", 0};
+    return (keel_str){cx->body_ptr, cx->body_len};
+}
+
 keel_err keel_resp_body(keel_ctx *cx, int status, const char *content_type, const void *data,
                         size_t len)
 {
