@@ -108,6 +108,9 @@ typedef struct keel_secret keel_secret;
 KEEL_API KEEL_NODISCARD keel_err keel_secret_create(keel_secret **out, const void *p, size_t n);
 /** Length of the secret in bytes. */
 KEEL_API size_t keel_secret_len(const keel_secret *s);
+/** The secret's bytes (keel_secret_len of them), for handing to a MAC or signature API.
+ *  Never log or copy them.  Ownership: borrowed, valid until the secret is destroyed. */
+KEEL_API const void *keel_secret_data(const keel_secret *s);
 /** Constant-time comparison of the secret with n bytes at p; 1 when equal. */
 KEEL_API int keel_secret_equals(const keel_secret *s, const void *p, size_t n);
 /** Constant-time comparison of two byte ranges of equal length n; 1 when equal. */

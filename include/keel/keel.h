@@ -25,4 +25,5 @@
 #include <keel/jwt.h>
 #include <keel/payment.h>
 #include <keel/idempotency.h>
+#include <keel/webhook.h>
 #endif

@@ -111,6 +111,11 @@ size_t keel_secret_len(const keel_secret *s)
     return s ? s->len : 0;
 }
 
+const void *keel_secret_data(const keel_secret *s)
+{
+    return s ? keel__secret_bytes(s) : NULL;
+}
+
 const unsigned char *keel__secret_bytes(const keel_secret *s)
 {
     return s->bytes;

@@ -135,6 +135,11 @@ keel_idem *keel_idem_http_policy(keel_idem_http *h)
     return h ? h->policy : NULL;
 }
 
+static int append_json(const char *p, size_t n, void *ud)
+{
+    return keel_buf_append(ud, p, n) == KEEL_OK ? 0 : -1;
+}
+
 /* method SP route LF canonical-body */
 static keel_err build_payload(keel_ctx *cx, keel_buf *out)
 {
@@ -148,13 +153,15 @@ static keel_err build_payload(keel_ctx *cx, keel_buf *out)
         return KEEL_OK;
     json_t *j = json_loadb(body.ptr, body.len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
     if (j != NULL) {
-        char *canon = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        size_t mark = out->len;
+        int r = json_dump_callback(j, append_json, out,
+                                   JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
         json_decref(j);
-        if (canon == NULL)
-            return KEEL_ENOMEM;
-        e = keel_buf_append_str(out, canon);
-        free(canon); /* jansson's allocator: routed through keel's hook */
-        return e;
+        if (r == 0)
+            return KEEL_OK;
+        out->len = mark; /* fall back to the raw bytes */
+        if (out->ptr != NULL)
+            out->ptr[mark] = '\0';
     }
     return keel_buf_append(out, body.ptr, body.len);
 }
