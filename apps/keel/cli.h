@@ -6,5 +6,9 @@
 int keel_cmd_migrate(int argc, char **argv);
 int keel_cmd_password(int argc, char **argv); /* cmd_password.c */
 int keel_cmd_jwt(int argc, char **argv);      /* cmd_jwt.c */
+int keel_cmd_redact(int argc, char **argv);    /* cmd_redact.c */
+int keel_cmd_webhook(int argc, char **argv);   /* cmd_webhook.c */
+int keel_cmd_reconcile(int argc, char **argv); /* cmd_reconcile.c */
+int keel_cmd_demo(int argc, char **argv);      /* cmd_demo.c */
 
 #endif

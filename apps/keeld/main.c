@@ -118,7 +118,9 @@ int main(int argc, char **argv)
         lc.console = KEEL_LOG_CONSOLE_JSON;
     lc.queue_capacity = st->log_queue_size;
     lc.overflow = st->log_overflow_block ? KEEL_LOG_OVERFLOW_BLOCK : KEEL_LOG_OVERFLOW_DROP;
-    if ((e = keel_log_start(&lc)) != KEEL_OK) {
+    /* PCI: every record, to every sink, is redacted (card numbers, CVVs, track data) from
+     * before the first record on - the seed's install_root_redaction_filter(). */
+    if ((e = keel_redact_install_log_hook()) != KEEL_OK || (e = keel_log_start(&lc)) != KEEL_OK) {
         fprintf(stderr, "keeld: cannot start logging in '%s': %s\n", st->log_dir,
                 keel_strerror(e));
         keel_settings_destroy(st);
@@ -191,8 +193,9 @@ int main(int argc, char **argv)
         fatal("background tasks", e, NULL);
         goto out;
     }
+    keeld_app app = {st, store, redis, metrics};
     if ((e = keel_router_create(&router)) != KEEL_OK ||
-        (e = keeld_routes_register(router, st, store, &d)) != KEEL_OK) {
+        (e = keeld_routes_register(router, &app, &d)) != KEEL_OK) {
         fatal("routes", e, &d);
         goto out;
     }

@@ -1,7 +1,6 @@
-/* routes.c - keeld's routes.  The checkout API arrives with the payments issue; for now the
- * service exposes the built-in routes plus, in the test environment only, diagnostic routes
- * that let the integration tests exercise validation, versioning, slow handlers and
- * handler failures over real HTTP. */
+/* routes.c - keeld's routes: products, payments and, in the test environment only,
+ * diagnostic routes that let the integration tests exercise validation, versioning, slow
+ * handlers and handler failures over real HTTP. */
 #define _GNU_SOURCE 1
 #include "routes.h"
 
@@ -59,12 +58,16 @@ static keel_err t_fail(keel_ctx *cx, void *ud)
     return KEEL_EINTERNAL;
 }
 
-keel_err keeld_routes_register(keel_router *r, const keel_settings *st, keel_store *store,
-                               keel_diag *diag)
+keel_err keeld_routes_register(keel_router *r, const keeld_app *app, keel_diag *diag)
 {
+    const keel_settings *st = app->settings;
     keel_err e = keel_router_version(r, "/api", "1");
     if (e == KEEL_OK)
-        e = keeld_products_routes(r, store, diag);
+        e = keeld_products_routes(r, app->store, diag);
+    if (e == KEEL_OK)
+        e = keeld_payments_routes(r, app, diag);
+    if (e == KEEL_OK)
+        e = keeld_webhook_routes(r, app, diag);
     if (e != KEEL_OK || st->environment != KEEL_ENVIRONMENT_TEST)
         return e;
     if ((e = keel_router_add(r, KEEL_METHOD_GET, "/_test/sleep", t_sleep, NULL, 0, diag)) ||
@@ -81,4 +84,6 @@ keel_err keeld_routes_register(keel_router *r, const keel_settings *st, keel_sto
 
 void keeld_routes_cleanup(void)
 {
+    keeld_payments_cleanup();
+    keeld_webhook_cleanup();
 }

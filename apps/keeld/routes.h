@@ -4,18 +4,33 @@
 
 #include <keel/config.h>
 #include <keel/keel.h>
+#include <keel/redis.h>
 #include <keel/store.h>
+
+/* What the routes need from the service (all borrowed; redis and metrics may be NULL). */
+typedef struct keeld_app {
+    const keel_settings *settings;
+    keel_store *store;
+    keel_redis *redis;
+    keel_metrics *metrics;
+} keeld_app;
 
 /* Register the application routes on r (the built-in /, /health and /metrics routes are added
  * by the server).  With ENVIRONMENT=test, a few diagnostic routes under /_test and
  * /api/v{1,2}/_test are added for the integration tests; they do not exist otherwise. */
-keel_err keeld_routes_register(keel_router *r, const keel_settings *st, keel_store *store,
-                               keel_diag *diag);
+keel_err keeld_routes_register(keel_router *r, const keeld_app *app, keel_diag *diag);
 
 /* routes/products.c */
 keel_err keeld_products_routes(keel_router *r, keel_store *store, keel_diag *diag);
 /* Answer a storage error: 503 when the database is unavailable, else 500; logs the cause. */
 keel_err keeld_store_problem(keel_ctx *cx, keel_err e, const keel_diag *d);
+/* routes/payments.c: POST /api/v1/payments (idempotent charges through the gateway). */
+keel_err keeld_payments_routes(keel_router *r, const keeld_app *app, keel_diag *diag);
+void keeld_payments_cleanup(void);
+/* routes/webhooks.c: POST /api/v1/webhooks/payments (verified, deduplicated). */
+keel_err keeld_webhook_routes(keel_router *r, const keeld_app *app, keel_diag *diag);
+void keeld_webhook_cleanup(void);
+/* Free what the routes allocated (after the server stopped). */
 void keeld_routes_cleanup(void);
 
 #endif

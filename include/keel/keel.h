@@ -26,4 +26,10 @@
 #include <keel/payment.h>
 #include <keel/idempotency.h>
 #include <keel/webhook.h>
+#include <keel/gateway.h>
+#include <keel/tokenizer.h>
+#include <keel/fraud.h>
+#include <keel/saga.h>
+#include <keel/reconcile.h>
+#include <keel/redact.h>
 #endif
