@@ -52,6 +52,7 @@ bench: build
 	bench/http.sh
 	bench/store.sh
 	bench/policy.sh
+	bench/pay.sh
 
 install: build
 	cmake --install $(BUILD)
