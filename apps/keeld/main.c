@@ -193,7 +193,7 @@ int main(int argc, char **argv)
         fatal("background tasks", e, NULL);
         goto out;
     }
-    keeld_app app = {st, store, redis, metrics};
+    keeld_app app = {st, store, redis, metrics, tasks};
     if ((e = keel_router_create(&router)) != KEEL_OK ||
         (e = keeld_routes_register(router, &app, &d)) != KEEL_OK) {
         fatal("routes", e, &d);

@@ -6,6 +6,7 @@
 #include <keel/keel.h>
 #include <keel/redis.h>
 #include <keel/store.h>
+#include <keel/tasks.h>
 
 /* What the routes need from the service (all borrowed; redis and metrics may be NULL). */
 typedef struct keeld_app {
@@ -13,6 +14,7 @@ typedef struct keeld_app {
     keel_store *store;
     keel_redis *redis;
     keel_metrics *metrics;
+    keel_tasks *tasks; /* routes may add periodic maintenance tasks (not started yet) */
 } keeld_app;
 
 /* Register the application routes on r (the built-in /, /health and /metrics routes are added

@@ -254,6 +254,23 @@ static keel_err t_gateway_fault(keel_ctx *cx, void *ud)
     return keel_resp_success(cx, 200, json_pack("{s:b}", "injected", 1), NULL);
 }
 
+/* Finished idempotency records are kept 24 h; the database does not expire rows by itself
+ * (Redis does), so a maintenance task deletes the expired ones. */
+static keel_err purge_idempotency(void *ud)
+{
+    (void)ud;
+    if (P.idem_store == NULL || P.idem_store->vt->purge == NULL)
+        return KEEL_OK;
+    uint64_t removed = 0;
+    keel_diag d;
+    memset(&d, 0, sizeof(d));
+    keel_err e = P.idem_store->vt->purge(P.idem_store->self, keel_time_wall_ms(), &removed, &d);
+    if (e == KEEL_OK && removed > 0)
+        KEEL_LOG_INFO(keel_logger_get("app.payments"), "purged %llu expired idempotency keys",
+                      (unsigned long long)removed);
+    return e;
+}
+
 /* -------------------------------------------------------------- set-up -- */
 
 keel_err keeld_payments_routes(keel_router *r, const keeld_app *app, keel_diag *diag)
@@ -311,6 +328,10 @@ keel_err keeld_payments_routes(keel_router *r, const keeld_app *app, keel_diag *
         return e;
 
     if ((e = keel_router_add(r, KEEL_METHOD_POST, "/api/v1/payments", h_charge, NULL, 0, diag)))
+        return e;
+    if (app->tasks != NULL && app->redis == NULL &&
+        (e = keel_tasks_add_periodic(app->tasks, "purge_idempotency_keys", 600000,
+                                     purge_idempotency, NULL)) != KEEL_OK)
         return e;
     if (app->settings->environment == KEEL_ENVIRONMENT_TEST &&
         ((e = keel_router_add(r, KEEL_METHOD_GET, "/_test/gateway/calls", t_gateway_calls, NULL,

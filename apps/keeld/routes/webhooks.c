@@ -64,6 +64,20 @@ static keel_err h_webhook(keel_ctx *cx, void *ud)
     return keel_resp_success(cx, 200, json_pack("{s:s, s:b}", "id", id, "duplicate", 0), NULL);
 }
 
+/* Event ids are kept 30 days; a maintenance task deletes the expired ones (a no-op on Redis,
+ * which expires them itself). */
+static keel_err purge_webhook_events(void *ud)
+{
+    (void)ud;
+    uint64_t removed = 0;
+    keel_diag d;
+    memset(&d, 0, sizeof(d));
+    keel_err e = W.dedup ? keel_webhook_dedup_purge(W.dedup, &removed, &d) : KEEL_OK;
+    if (e == KEEL_OK && removed > 0)
+        KEEL_LOG_INFO(W.log, "purged %llu expired webhook event ids", (unsigned long long)removed);
+    return e;
+}
+
 keel_err keeld_webhook_routes(keel_router *r, const keeld_app *app, keel_diag *diag)
 {
     memset(&W, 0, sizeof(W));
@@ -90,6 +104,10 @@ keel_err keeld_webhook_routes(keel_router *r, const keeld_app *app, keel_diag *d
         e = app->redis != NULL ? keel_webhook_dedup_redis_create(&W.dedup, app->redis, &dc)
                                : keel_webhook_dedup_sql_create(&W.dedup, app->store, &dc, diag);
         if (e != KEEL_OK)
+            return e;
+        if (app->tasks != NULL &&
+            (e = keel_tasks_add_periodic(app->tasks, "purge_webhook_events", 600000,
+                                         purge_webhook_events, NULL)) != KEEL_OK)
             return e;
     }
     return keel_router_add(r, KEEL_METHOD_POST, "/api/v1/webhooks/payments", h_webhook, NULL, 0,
