@@ -58,4 +58,15 @@ long keel__b64_decode(int url, const char *in, size_t len, unsigned char *out);
 /* Value of one base64 character, or -1. */
 int keel__b64_value(char c, int url);
 
+/* Hex (encoding.c): out gets 2n lowercase digits and a NUL; the digit value of c (either
+ * case) or -1. */
+void keel__hex_encode(const void *in, size_t n, char *out);
+int keel__hex_value(char c);
+
+/* FNV-1a 64 for in-memory hash tables (not for anything an attacker must not collide:
+ * tables that hold untrusted keys compare them exactly and bound their chains).
+ * Chain calls: h = keel__fnv1a(keel__fnv1a(KEEL__FNV1A_INIT, a, n), b, m). */
+#define KEEL__FNV1A_INIT 14695981039346656037ull
+uint64_t keel__fnv1a(uint64_t h, const void *p, size_t n);
+
 #endif /* KEEL_INT_H */

@@ -96,15 +96,9 @@ static int check_buckets(const double *b, size_t n)
  * lookups compare the values exactly. */
 static uint64_t hash_values(const char *const *values, size_t n)
 {
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < n; i++) {
-        for (const unsigned char *p = (const unsigned char *)values[i]; *p != '\0'; p++) {
-            h ^= *p;
-            h *= 1099511628211ull;
-        }
-        h ^= 0xffu;
-        h *= 1099511628211ull;
-    }
+    uint64_t h = KEEL__FNV1A_INIT;
+    for (size_t i = 0; i < n; i++)
+        h = keel__fnv1a(keel__fnv1a(h, values[i], strlen(values[i])), "\xff", 1);
     return h;
 }
 

@@ -61,12 +61,7 @@ static char *encode(const keel_idem_record *rec)
     if (v == NULL)
         return NULL;
     char hash[65];
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < 32; i++) {
-        hash[2 * i] = hex[rec->payload_hash[i] >> 4];
-        hash[2 * i + 1] = hex[rec->payload_hash[i] & 15];
-    }
-    hash[64] = '\0';
+    keel__hex_encode(rec->payload_hash, 32, hash);
     int n = snprintf(v, cap, "%.32s %d %s %d %lld %lld ", rec->owner, (int)rec->state, hash,
                      (int)rec->error, (long long)rec->created_ms, (long long)rec->expires_ms);
     if (n < 0 || (size_t)n >= cap) {
@@ -78,15 +73,6 @@ static char *encode(const keel_idem_record *rec)
     else
         memcpy(v + n, "-", 2);
     return v;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
 }
 
 /* Parse one space-terminated signed integer at *p. */
@@ -121,7 +107,7 @@ static keel_err decode(const char *v, size_t len, keel_idem_record *out, keel_di
     if (!parse_int(&p, end, &st) || end - p < 65)
         goto corrupt;
     for (size_t i = 0; i < 32; i++) {
-        int hi = hexval(p[2 * i]), lo = hexval(p[2 * i + 1]);
+        int hi = keel__hex_value(p[2 * i]), lo = keel__hex_value(p[2 * i + 1]);
         if (hi < 0 || lo < 0)
             goto corrupt;
         out->payload_hash[i] = (uint8_t)(hi << 4 | lo);

@@ -126,16 +126,6 @@ typedef struct mem_store {
     size_t nbuckets, count, max;
 } mem_store;
 
-static uint64_t fnv1a(const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 /* scope '\n' key into buf (both validated: no '\n' in either). */
 static size_t mem_id(char *buf, keel_str scope, keel_str key)
 {
@@ -148,7 +138,7 @@ static size_t mem_id(char *buf, keel_str scope, keel_str key)
 
 static mem_entry **mem_find(mem_store *m, const char *id, size_t n)
 {
-    mem_entry **pp = &m->buckets[fnv1a(id, n) % m->nbuckets];
+    mem_entry **pp = &m->buckets[keel__fnv1a(KEEL__FNV1A_INIT, id, n) % m->nbuckets];
     for (; *pp != NULL; pp = &(*pp)->next)
         if ((*pp)->id_len == n && memcmp((*pp)->id, id, n) == 0)
             return pp;
@@ -441,12 +431,7 @@ static keel_err new_owner(char owner[33])
     keel_err e = keel_random_bytes(raw, sizeof(raw));
     if (e != KEEL_OK)
         return e;
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < 16; i++) {
-        owner[2 * i] = hex[raw[i] >> 4];
-        owner[2 * i + 1] = hex[raw[i] & 15];
-    }
-    owner[32] = '\0';
+    keel__hex_encode(raw, sizeof(raw), owner);
     return KEEL_OK;
 }
 

@@ -112,15 +112,10 @@ struct keel_sandbox {
  * sandbox is a test double). */
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 1099511628211ull;
-    }
-    return h;
+    return keel__fnv1a(h, p, n);
 }
 
-#define FNV_INIT 14695981039346656037ull
+#define FNV_INIT KEEL__FNV1A_INIT
 
 /* Strings are hashed with their terminator so that ("ab","c") differs from ("a","bc"). */
 static uint64_t fnv_str(uint64_t h, const char *s)

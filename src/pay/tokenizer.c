@@ -209,12 +209,7 @@ static const keel_tokenizer_ops EPHEMERAL_OPS;
 
 static uint64_t str_hash(const char *s)
 {
-    uint64_t h = 14695981039346656037ull;
-    for (; *s != '\0'; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
+    return keel__fnv1a(KEEL__FNV1A_INIT, s, strlen(s));
 }
 
 static size_t mac_bucket(const tk_ephemeral *t, const unsigned char *mac)
@@ -271,15 +266,6 @@ static keel_err new_token(char out[KEEL_CARD_TOKEN_SIZE])
     return KEEL_OK;
 }
 
-static void hex(const unsigned char *p, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
 
 static keel_err eph_tokenize(keel_tokenizer *base, keel_str pan, keel_card_token *out,
                              keel_diag *diag)
@@ -330,7 +316,7 @@ static keel_err eph_tokenize(keel_tokenizer *base, keel_str pan, keel_card_token
     memcpy(ent->card.last4, pan.ptr + pan.len - 4, 4);
     ent->card.last4[4] = '\0';
     ent->card.brand = keel_card_brand_detect(pan);
-    hex(fp, KEEL_CARD_FINGERPRINT_LEN / 2, ent->card.fingerprint);
+    keel__hex_encode(fp, KEEL_CARD_FINGERPRINT_LEN / 2, ent->card.fingerprint);
     ent->tok_hash = str_hash(ent->card.token);
     size_t mb = mac_bucket(t, mac), tb = (size_t)(ent->tok_hash & (t->nbuckets - 1));
     ent->next_mac = t->by_mac[mb];

@@ -78,12 +78,7 @@ static const keel_velocity_ops MEMORY_OPS;
 
 static uint64_t key_hash(keel_str k)
 {
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < k.len; i++) {
-        h ^= (unsigned char)k.ptr[i];
-        h *= 1099511628211ull;
-    }
-    return h;
+    return keel__fnv1a(KEEL__FNV1A_INIT, k.ptr, k.len);
 }
 
 static void lru_unlink(vm_tracker *t, vm_node *n)

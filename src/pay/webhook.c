@@ -178,26 +178,13 @@ static int mac_payload(const EVP_MAC_CTX *base, int64_t t, const void *body, siz
     return ok;
 }
 
-static const char HEX[] = "0123456789abcdef";
-
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decode exactly 2 * MAC_LEN hex digits (either case). Returns 1 on success. */
 static int hex_decode_mac(const char *s, size_t len, unsigned char out[MAC_LEN])
 {
     if (len != 2 * MAC_LEN)
         return 0;
     for (size_t i = 0; i < MAC_LEN; i++) {
-        int hi = hex_val(s[2 * i]), lo = hex_val(s[2 * i + 1]);
+        int hi = keel__hex_value(s[2 * i]), lo = keel__hex_value(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return 0;
         out[i] = (unsigned char)(hi << 4 | lo);
@@ -224,11 +211,7 @@ keel_err keel_webhook_signature(keel_str secret, const void *body, size_t len, i
     EVP_MAC_CTX_free(ctx);
     if (!ok)
         return KEEL_ECRYPTO;
-    for (size_t i = 0; i < MAC_LEN; i++) {
-        out[2 * i] = HEX[mac[i] >> 4];
-        out[2 * i + 1] = HEX[mac[i] & 15];
-    }
-    out[2 * MAC_LEN] = '\0';
+    keel__hex_encode(mac, MAC_LEN, out);
     return KEEL_OK;
 }
 

@@ -145,16 +145,6 @@ typedef struct mem_store {
     size_t mask; /* bucket count - 1 */
 } mem_store;
 
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 /* Remove slot i from its bucket chain. */
 static void mem_unlink(mem_store *m, size_t i)
 {
@@ -206,7 +196,7 @@ static int mem_is_first(void *self, const char *id, size_t len, int64_t now, uin
                         keel_diag *diag)
 {
     mem_store *m = self;
-    uint64_t h = fnv1a(id, len);
+    uint64_t h = keel__fnv1a(KEEL__FNV1A_INIT, id, len);
     char *copy = keel_strndup(id, len); /* allocate outside the lock */
     if (copy == NULL)
         return keel_diag_set(diag, KEEL_ENOMEM, 0, "out of memory");
@@ -243,7 +233,7 @@ static keel_err mem_forget(void *self, const char *id, size_t len, keel_diag *di
 {
     (void)diag;
     mem_store *m = self;
-    uint64_t h = fnv1a(id, len);
+    uint64_t h = keel__fnv1a(KEEL__FNV1A_INIT, id, len);
     pthread_mutex_lock(&m->mu);
     size_t i = mem_find(m, id, len, h);
     if (i != NIL) {

@@ -46,12 +46,7 @@ void keel_cache_config_default(keel_cache_config *cfg)
 
 static uint64_t hash_bytes(keel_str k)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a 64 */
-    for (size_t i = 0; i < k.len; i++) {
-        h ^= (unsigned char)k.ptr[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return keel__fnv1a(KEEL__FNV1A_INIT, k.ptr, k.len);
 }
 
 keel_err keel_cache_create(keel_cache **out, const keel_cache_config *cfg, keel_diag *diag)

@@ -363,7 +363,6 @@ keel_err keel_password_needs_rehash(const char *phc, const keel_password_params 
 static keel_err token_mac(const keel_secret *key, const void *token, size_t len,
                           char out[KEEL_TOKEN_HASH_SIZE])
 {
-    static const char hex[] = "0123456789abcdef";
     if (key == NULL || out == NULL || (token == NULL && len > 0))
         return KEEL_EINVAL;
     size_t klen = keel_secret_len(key);
@@ -376,11 +375,7 @@ static keel_err token_mac(const keel_secret *key, const void *token, size_t len,
              len > 0 ? (const unsigned char *)token : empty, len, md, &mdlen) == NULL ||
         mdlen != 32)
         return KEEL_ECRYPTO;
-    for (size_t i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
+    keel__hex_encode(md, 32, out);
     keel__wipe(md, sizeof(md));
     return KEEL_OK;
 }

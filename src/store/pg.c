@@ -516,17 +516,6 @@ static const char *pg_col_text(void *stmt, int col, size_t *len)
     return PQgetvalue(st->res, st->row, col);
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Decode a bytea text value ("\x" hex, or the legacy escape format) into a keel buffer. */
 static unsigned char *decode_bytea(const char *p, size_t n, size_t *outlen)
 {
@@ -537,7 +526,7 @@ static unsigned char *decode_bytea(const char *p, size_t n, size_t *outlen)
         if (buf == NULL)
             return NULL;
         for (size_t i = 0; i < m; i++) {
-            int hi = hexval(p[2 + 2 * i]), lo = hexval(p[3 + 2 * i]);
+            int hi = keel__hex_value(p[2 + 2 * i]), lo = keel__hex_value(p[3 + 2 * i]);
             if (hi < 0 || lo < 0) {
                 keel_free(buf);
                 return NULL;

@@ -73,17 +73,6 @@ void keel_redis_config_default(keel_redis_config *cfg)
 
 /* ------------------------------------------------------------------ URL parsing -- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode s[0..n) into a fresh keel_malloc'd buffer; *outlen gets the length.
  * Returns NULL on a malformed escape (*bad set) or OOM. */
 static char *pct_decode(const char *s, size_t n, size_t *outlen, bool *bad)
@@ -95,8 +84,8 @@ static char *pct_decode(const char *s, size_t n, size_t *outlen, bool *bad)
         return NULL;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            int hi = i + 2 < n ? keel__hex_value(s[i + 1]) : -1;
+            int lo = i + 2 < n ? keel__hex_value(s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 keel__wipe(o, n + 1);
                 keel_free(o);
@@ -713,12 +702,7 @@ keel_err keel_redis_script_create(keel_redis *r, const char *lua, keel_redis_scr
         keel_redis_script_destroy(s);
         return KEEL_ECRYPTO;
     }
-    static const char hex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < 20; i++) {
-        s->sha[2 * i] = hex[md[i] >> 4];
-        s->sha[2 * i + 1] = hex[md[i] & 15];
-    }
-    s->sha[40] = '\0';
+    keel__hex_encode(md, 20, s->sha);
     *out = s;
     return KEEL_OK;
 }
