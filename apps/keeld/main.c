@@ -199,6 +199,10 @@ int main(int argc, char **argv)
         fatal("routes", e, &d);
         goto out;
     }
+    /* Checkout sagas a crash left in flight are compensated before the first request. */
+    if ((e = keeld_checkout_recover(&d)) != KEEL_OK)
+        KEEL_LOG_ERROR(log, "saga recovery at startup: %s",
+                       d.msg[0] ? d.msg : keel_strerror(e));
 
     keel_cors_config cors;
     keel_cors_config_default(&cors);

@@ -67,6 +67,8 @@ keel_err keeld_routes_register(keel_router *r, const keeld_app *app, keel_diag *
     if (e == KEEL_OK)
         e = keeld_payments_routes(r, app, diag);
     if (e == KEEL_OK)
+        e = keeld_checkout_routes(r, app, diag);
+    if (e == KEEL_OK)
         e = keeld_webhook_routes(r, app, diag);
     if (e != KEEL_OK || st->environment != KEEL_ENVIRONMENT_TEST)
         return e;
@@ -84,6 +86,7 @@ keel_err keeld_routes_register(keel_router *r, const keeld_app *app, keel_diag *
 
 void keeld_routes_cleanup(void)
 {
+    keeld_checkout_cleanup();
     keeld_payments_cleanup();
     keeld_webhook_cleanup();
 }

@@ -32,6 +32,15 @@ void keeld_payments_cleanup(void);
 /* routes/webhooks.c: POST /api/v1/webhooks/payments (verified, deduplicated). */
 keel_err keeld_webhook_routes(keel_router *r, const keeld_app *app, keel_diag *diag);
 void keeld_webhook_cleanup(void);
+/* routes/checkout.c: POST /api/v1/checkout (saga: stock, payment, shipment),
+ * PUT/GET /api/v1/products/{id}/inventory, GET /api/v1/orders/{id}.  Needs the payments
+ * routes registered first (it shares their gateway chain and idempotency store). */
+keel_err keeld_checkout_routes(keel_router *r, const keeld_app *app, keel_diag *diag);
+/* Drive the checkout sagas a crash left in flight to a final state (compensating them) and
+ * log what was recovered.  Call after keeld_routes_register(), before serving; sagas still
+ * leased by a live instance are left to the periodic recovery task. */
+keel_err keeld_checkout_recover(keel_diag *diag);
+void keeld_checkout_cleanup(void);
 /* Free what the routes allocated (after the server stopped). */
 void keeld_routes_cleanup(void);
 

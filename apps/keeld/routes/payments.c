@@ -22,6 +22,7 @@
 #include <keel/validate.h>
 
 #include "../routes.h"
+#include "payments.h"
 
 typedef struct payments {
     keel_store *store;
@@ -43,6 +44,14 @@ typedef struct charge_call {
     keel_pay_failure fail;
     int capture;
 } charge_call;
+
+/* One capture / void / refund through the chain (keeld_gateway_call). */
+typedef struct gateway_op_call {
+    keel_gateway_op op;
+    const void *req;
+    void *out;
+    keel_pay_failure *fail;
+} gateway_op_call;
 
 /* The protected operation: authorize, then capture unless asked not to.  The capture reuses
  * the idempotency key (suffixed) so a retried capture is deduplicated at the gateway too. */
@@ -68,6 +77,66 @@ static keel_err gateway_charge(void *cx, void *ud)
     return e;
 }
 
+static keel_err gateway_op(void *cx, void *ud)
+{
+    (void)ud;
+    keel_call *call = cx;
+    gateway_op_call *g = call->user;
+    keel_err e;
+    switch (g->op) {
+    case KEEL_GATEWAY_CAPTURE:
+        e = keel_gateway_capture(P.gw, g->req, g->out, g->fail);
+        break;
+    case KEEL_GATEWAY_VOID:
+        e = keel_gateway_void(P.gw, g->req, g->out, g->fail);
+        break;
+    case KEEL_GATEWAY_REFUND:
+        e = keel_gateway_refund(P.gw, g->req, g->out, g->fail);
+        break;
+    default:
+        return KEEL_EINVAL;
+    }
+    if (e != KEEL_OK && keel_pay_err_is_payment(e)) {
+        call->retriable = keel_pay_err_retriable(e);
+        call->retry_after_ms = g->fail->retry_after_ms;
+    }
+    return e;
+}
+
+keel_err keeld_gateway_call(keel_gateway_op op, const void *req, void *out,
+                            keel_pay_failure *fail)
+{
+    keel_pay_failure scratch;
+    if (fail == NULL)
+        fail = &scratch;
+    memset(fail, 0, sizeof(*fail));
+    if (P.chain == NULL || req == NULL)
+        return KEEL_ESTATE;
+    keel_call call;
+    if (op == KEEL_GATEWAY_AUTHORIZE) {
+        charge_call cc;
+        memset(&cc, 0, sizeof(cc));
+        cc.req = *(const keel_charge_request *)req;
+        keel_call_init(&call, "payments.authorize", &cc);
+        keel_err e = keel_chain_run(P.chain, &call, gateway_charge, NULL);
+        if (out != NULL)
+            *(keel_charge_result *)out = cc.res;
+        *fail = cc.fail;
+        return e;
+    }
+    gateway_op_call g = {op, req, out, fail};
+    keel_call_init(&call, op == KEEL_GATEWAY_CAPTURE ? "payments.capture"
+                          : op == KEEL_GATEWAY_VOID  ? "payments.void"
+                                                     : "payments.refund",
+                   &g);
+    return keel_chain_run(P.chain, &call, gateway_op, NULL);
+}
+
+keel_idem_store *keeld_payments_idem_store(void)
+{
+    return P.idem_store;
+}
+
 static const keel_schema_field charge_fields[] = {
     {.name = "amount", .type = KEEL_SCHEMA_STRING, .flags = KEEL_SCHEMA_REQUIRED, .min_len = 1,
      .max_len = 32},
@@ -88,7 +157,7 @@ static keel_err field_problem(keel_ctx *cx, const char *field, const char *msg, 
                                        "type", type));
 }
 
-static keel_err payment_problem(keel_ctx *cx, keel_err e, const keel_pay_failure *f)
+keel_err keeld_payment_problem(keel_ctx *cx, keel_err e, const keel_pay_failure *f)
 {
     if (e == KEEL_EOPEN || e == KEEL_EAGAIN) {
         (void)keel_resp_header_set(cx, "Retry-After", "30");
@@ -171,7 +240,7 @@ static keel_err charge_body(keel_ctx *cx, json_t *body, charge_call *cc)
     keel_call_init(&call, "payments.charge", cc);
     keel_err e = keel_chain_run(P.chain, &call, gateway_charge, NULL);
     if (e != KEEL_OK)
-        return payment_problem(cx, e, &cc->fail);
+        return keeld_payment_problem(cx, e, &cc->fail);
     if ((e = record_payment(cc, &d)) != KEEL_OK)
         return keeld_store_problem(cx, e, &d);
     char amt[KEEL_MONEY_STR_MAX + 1];
