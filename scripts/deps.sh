@@ -3,6 +3,7 @@
 #
 #   scripts/deps.sh            build + test packages
 #   scripts/deps.sh bench      also the benchmark tools (wrk, nginx)
+#   scripts/deps.sh node       also Node.js and npm (scripts/s3-server.sh runs s3rver)
 #
 # Idempotent: when everything is present it does nothing and needs no root.
 set -euo pipefail
@@ -22,7 +23,9 @@ for group in "$@"; do
   case "$group" in
     bench) pkgs+=(wrk nginx-light util-linux) ;;
     services) pkgs+=(postgresql redis-server redis-tools util-linux) ;;
-    *) echo "deps.sh: unknown group '$group' (known: bench, services)" >&2; exit 2 ;;
+    # A Node.js from elsewhere (NodeSource bundles npm) satisfies the group as it is.
+    node) command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm) ;;
+    *) echo "deps.sh: unknown group '$group' (known: bench, services, node)" >&2; exit 2 ;;
   esac
 done
 

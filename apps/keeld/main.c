@@ -127,6 +127,23 @@ int main(int argc, char **argv)
         return 1;
     }
     keel_logger *log = keel_logger_get("app.main");
+    /* Tracing: every span is a JSON log record; with OTEL_EXPORTER_OTLP_ENDPOINT also OTLP. */
+    {
+        keel_trace_config tc;
+        keel_trace_config_default(&tc);
+        tc.service_name = st->project_name;
+        tc.service_version = st->project_version;
+        tc.environment = st->environment_name;
+        tc.otlp_endpoint = st->otel_exporter_otlp_endpoint;
+        keel_diag td;
+        memset(&td, 0, sizeof(td));
+        if ((e = keel_trace_start(&tc, &td)) != KEEL_OK) {
+            fatal("tracing", e, &td);
+            keel_log_stop();
+            keel_settings_destroy(st);
+            return 1;
+        }
+    }
     if (st->signing_keys_generated)
         KEEL_LOG_WARNING(log, "signing keys not configured: using random per-process keys "
                               "(tokens will not survive a restart)");
@@ -218,6 +235,17 @@ int main(int argc, char **argv)
         fatal("middleware", e, NULL);
         goto out;
     }
+    {
+        /* Innermost: a server span per routed request, continuing an incoming traceparent. */
+        keel_layer *tl = NULL;
+        if ((e = keel_mw_trace(NULL, &tl)) != KEEL_OK ||
+            (e = keel_chain_add_take(chain, tl)) != KEEL_OK) {
+            if (tl != NULL && e == KEEL_ENOMEM)
+                tl->dispose(tl);
+            fatal("middleware", e, NULL);
+            goto out;
+        }
+    }
 
     keel_server_config sc;
     keel_server_config_default(&sc);
@@ -295,6 +323,7 @@ out:
     keel_redis_close(redis);
     keel_metrics_destroy(metrics);
     keeld_routes_cleanup();
+    keel_trace_stop();
     keel_log_stop();
     keel_settings_destroy(st);
     return rc;

@@ -31,5 +31,13 @@
 #include <keel/fraud.h>
 #include <keel/saga.h>
 #include <keel/reconcile.h>
+#include <keel/bus.h>
+#include <keel/batch.h>
+#include <keel/cqrs.h>
+#include <keel/jobs.h>
+#include <keel/outbox.h>
+#include <keel/client.h>
+#include <keel/s3.h>
+#include <keel/trace.h>
 #include <keel/redact.h>
 #endif

@@ -133,6 +133,93 @@ KEEL_API void keel_mw_rate_limit_config_default(keel_mw_rate_limit_config *cfg);
 KEEL_API KEEL_NODISCARD keel_err keel_mw_rate_limit(const keel_mw_rate_limit_config *cfg,
                                                     keel_layer **out);
 
+
+/* ===================================================== Redis backend (keel issue 4) ===
+ * The same four algorithms kept in Redis, so that every keeld process shares one budget per
+ * key.  Each take is one atomic Lua script (EVALSHA through keel_redis_eval(), reloaded on
+ * NOSCRIPT) that makes exactly the decision the in-memory limiter makes for the same
+ * parameters and clock, and returns the same keel_limit_result.  keel_limiter_redis_create()
+ * returns an ordinary keel_limiter *: keel_limiter_take(), _policy(), _name(), _layer(),
+ * keel_mw_rate_limit() and keel_limiter_destroy() work on it unchanged (keel_limiter_keys()
+ * reports 0: the keys live in Redis).
+ *
+ * Keys.  "<prefix><key>", prefix defaulting to "keel:rl:<name>:".  Each key is a string
+ * (GCRA), a hash (token bucket, sliding window) or a list (sliding log).  Every write sets
+ * PEXPIRE to the time after which the state equals a fresh key, plus ttl_extra_ms (slack for
+ * clock skew between processes), so idle keys vanish.  A key must not contain a NUL byte.
+ *
+ * Time.  KEEL_LIMITER_TIME_CLIENT (default): the caller's clock is passed to the script as an
+ * argument - cfg->clock when set (tests: a keel_manual_clock), else the wall clock
+ * (keel_time_wall_ms(), not the monotonic one, because processes on different hosts share
+ * the keys).  Hosts must then keep their clocks in sync (NTP); skew shifts decisions by the
+ * skew.  KEEL_LIMITER_TIME_REDIS: the script reads the server's TIME instead, so every
+ * client uses one clock whatever their skew; cfg->clock is ignored (not deterministic).
+ * Clock values must be below 2^43 ms (about the year 2248): the scripts compute in Lua
+ * doubles, exact below 2^53.
+ *
+ * Failures.  When Redis cannot be reached or answers an error, the error is counted
+ * (keel_limiter_redis_errors(), and rate_limiter_backend_errors_total{limiter} when metrics
+ * are given) and on_error decides:
+ *   KEEL_LIMITER_FAIL_OPEN (default): the take is allowed (KEEL_OK, remaining = limit).  A
+ *     rate limit protects capacity; a Redis outage should not turn into an outage of every
+ *     API behind it (Stripe runs its Redis limiters fail-open, reference.md 5.3).  The
+ *     counter makes the outage visible.
+ *   KEEL_LIMITER_FAIL_CLOSED: the take is refused with KEEL_EIO, for limits where letting
+ *     traffic through unchecked is worse than refusing it (login attempts, card testing).
+ *     The chain layer then refuses the call with KEEL_EIO.
+ */
+
+typedef struct keel_redis keel_redis;
+typedef struct keel_metrics keel_metrics;
+
+/** Where the scripts get the time from (see above). */
+typedef enum keel_limiter_time {
+    KEEL_LIMITER_TIME_CLIENT = 0,
+    KEEL_LIMITER_TIME_REDIS = 1
+} keel_limiter_time;
+
+/** What a take does when Redis fails (see above). */
+typedef enum keel_limiter_on_error {
+    KEEL_LIMITER_FAIL_OPEN = 0,
+    KEEL_LIMITER_FAIL_CLOSED = 1
+} keel_limiter_on_error;
+
+/** Longest key prefix accepted (bytes). */
+#define KEEL_LIMITER_PREFIX_MAX 256
+
+typedef struct keel_limiter_redis_config {
+    size_t size;
+    keel_redis *redis;              /* required; borrowed, must outlive the limiter */
+    const char *prefix;             /* NULL = "keel:rl:<name>:"; copied */
+    keel_limiter_time time;         /* KEEL_LIMITER_TIME_CLIENT */
+    keel_limiter_on_error on_error; /* KEEL_LIMITER_FAIL_OPEN */
+    uint32_t ttl_extra_ms;          /* 1000; at most 86400000 */
+    keel_metrics *metrics;          /* NULL = none; borrowed, must outlive the limiter */
+} keel_limiter_redis_config;
+
+/** Fill rcfg with the defaults shown above (redis NULL).
+ *  Thread-safety: any thread.  Ownership: writes *rcfg only.  Errors: none. */
+KEEL_API void keel_limiter_redis_config_default(keel_limiter_redis_config *rcfg);
+
+/** Create a Redis-backed limiter with the algorithm and parameters of cfg (validated as by
+ *  keel_limiter_create(); max_keys and shards are ignored) and the backend settings of rcfg.
+ *  Nothing is sent to Redis here.  Bad configuration gives KEEL_EINVAL with a diag naming
+ *  the field ("limiter: redis must not be NULL", "limiter: prefix must be ...", and for
+ *  Lua's 53-bit arithmetic "limiter: burst ..." / "limiter: limit ...").
+ *  @return KEEL_OK, KEEL_EINVAL, KEEL_ECRYPTO (script hash), KEEL_ENOMEM.
+ *  Thread-safety: any thread; the limiter is thread-safe like any keel_limiter.
+ *  Ownership: caller destroys with keel_limiter_destroy() before closing rcfg->redis. */
+KEEL_API KEEL_NODISCARD keel_err keel_limiter_redis_create(const keel_limiter_config *cfg,
+                                                           const keel_limiter_redis_config *rcfg,
+                                                           keel_limiter **out, keel_diag *diag);
+
+/** Redis failures seen by a limiter from keel_limiter_redis_create() (failed-open and
+ *  failed-closed takes alike); 0 for an in-memory limiter or NULL.
+ *  Thread-safety: any thread (atomic read).  Ownership: borrows l.  Errors: none. */
+KEEL_API uint64_t keel_limiter_redis_errors(const keel_limiter *l);
+
+/* ================================================= end of Redis backend (issue 4) === */
+
 #ifdef __cplusplus
 }
 #endif

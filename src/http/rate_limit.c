@@ -112,6 +112,11 @@ static keel_err rl_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
             he = set_headers(cx, r, &res);
         return he;
     }
+    if (e == KEEL_EIO) /* a fail-closed backend (Redis) is unreachable: refuse, retry soon */
+        return keel_resp_header_set(cx, "Retry-After", "1") == KEEL_OK
+                   ? keel_resp_problem(cx, 503, NULL,
+                                       "The rate limiter is unavailable; retry shortly.", NULL)
+                   : KEEL_ENOMEM;
     if (e != KEEL_OK) /* fail open: a limiter out of memory must not take the API down */
         return keel_chain_next(cur, cx);
     keel_err ne = keel_chain_next(cur, cx);

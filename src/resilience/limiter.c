@@ -6,6 +6,8 @@
 
 #include <keel/limiter.h>
 
+#include "limiter_int.h"
+
 #define MAX_SHARDS 1024u
 #define MAX_BUCKETS 65536u
 #define MAX_SPAN_MS (7ull * 24 * 3600 * 1000) /* longest period / window: 7 days */
@@ -56,6 +58,9 @@ struct keel_limiter {
     int64_t t_us, tau_us;
     /* token bucket */
     uint64_t cap_micro, rate_micro_per_ms;
+    /* another backend (limiter_int.h), or NULL for the in-memory table */
+    const keel__limiter_backend *be;
+    void *be_impl;
 };
 
 void keel_limiter_config_default(keel_limiter_config *cfg)
@@ -203,6 +208,8 @@ void keel_limiter_destroy(keel_limiter *l)
 {
     if (l == NULL)
         return;
+    if (l->be != NULL && l->be->destroy != NULL)
+        l->be->destroy(l->be_impl);
     for (unsigned i = 0; i < l->nshards; i++) {
         shard *s = &l->shards[i];
         for (entry *e = s->lru_head; e;) {
@@ -492,6 +499,8 @@ keel_err keel_limiter_take(keel_limiter *l, keel_str key, uint32_t cost, keel_li
     if (l == NULL || key.len == 0 || key.ptr == NULL || key.len > KEEL_LIMITER_KEY_MAX)
         return KEEL_EINVAL;
     r->limit = l->limit;
+    if (l->be != NULL)
+        return l->be->take(l->be_impl, key, cost, r);
     uint64_t h = hash_key(l->seed, key);
     shard *s = &l->shards[h & (l->nshards - 1)];
     pthread_mutex_lock(&s->mu);
@@ -542,6 +551,31 @@ size_t keel_limiter_keys(keel_limiter *l)
 const char *keel_limiter_name(const keel_limiter *l)
 {
     return l ? l->name : NULL;
+}
+
+/* The backend hook (limiter_int.h): a one-shard, one-key table that stays empty, plus be. */
+keel_err keel__limiter_create_backend(const keel_limiter_config *cfg,
+                                      const keel__limiter_backend *be, void *impl,
+                                      keel_limiter **out, keel_diag *diag)
+{
+    if (cfg == NULL || be == NULL || be->take == NULL || out == NULL)
+        return keel_diag_set(diag, KEEL_EINVAL, 0, "limiter: invalid backend arguments");
+    keel_limiter_config c = *cfg;
+    if (c.size >= sizeof(c)) {
+        c.max_keys = 1;
+        c.shards = 1;
+    }
+    keel_err e = keel_limiter_create(&c, out, diag);
+    if (e == KEEL_OK) {
+        (*out)->be = be;
+        (*out)->be_impl = impl;
+    }
+    return e;
+}
+
+void *keel__limiter_backend_impl(const keel_limiter *l, const keel__limiter_backend *be)
+{
+    return l != NULL && be != NULL && l->be == be ? l->be_impl : NULL;
 }
 
 /* ---------------------------------------------------------- chain layer -- */

@@ -457,17 +457,29 @@ static void test_access_log_file(void **state)
     keel_test_resp_free(&r);
     char path[400];
     snprintf(path, sizeof(path), "%s/logs/app.json", srv.dir);
-    int found = 0;
-    for (int tries = 0; tries < 100 && !found; tries++) {
+    int found = 0, span = 0;
+    for (int tries = 0; tries < 100 && !(found && span); tries++) {
         FILE *f = fopen(path, "r");
         char line[8192];
+        found = span = 0;
         while (f && fgets(line, sizeof(line), f)) {
             if (strstr(line, "log-check-777") == NULL)
                 continue;
             json_error_t err;
             json_t *v = json_loads(line, 0, &err);
             assert_non_null(v);
-            assert_string_equal("app.http.access", json_string_value(json_object_get(v, "logger")));
+            const char *logger = json_string_value(json_object_get(v, "logger"));
+            if (logger != NULL && strcmp(logger, "keel.trace") == 0) {
+                /* keeld's tracing layer: one server span per routed request */
+                json_t *x = json_object_get(v, "extra");
+                assert_string_equal("GET /api/v1/_test/items/{id}",
+                                    json_string_value(json_object_get(x, "name")));
+                assert_int_equal(32, strlen(json_string_value(json_object_get(x, "trace_id"))));
+                json_decref(v);
+                span = 1;
+                continue;
+            }
+            assert_string_equal("app.http.access", logger);
             assert_string_equal("log-check-777", json_string_value(json_object_get(v, "request_id")));
             json_t *x = json_object_get(v, "extra");
             assert_string_equal("GET", json_string_value(json_object_get(x, "method")));
@@ -479,10 +491,11 @@ static void test_access_log_file(void **state)
         }
         if (f)
             fclose(f);
-        if (!found)
+        if (!(found && span))
             usleep(50000);
     }
     assert_true(found);
+    assert_true(span);
 }
 
 /* ----------------------------------------------------- lifecycle tests -- */
