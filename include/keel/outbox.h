@@ -140,6 +140,15 @@ KEEL_API KEEL_NODISCARD keel_err keel_outbox_relay_stop(keel_outbox_relay *r,
 /** Stop (no limit) and free.  NULL is a no-op.  Thread-safety: controlling thread. */
 KEEL_API void keel_outbox_relay_destroy(keel_outbox_relay *r);
 
+/** A keel_outbox_publish_fn that publishes each relayed row on the event bus passed as ud
+ *  (a keel_bus *, keel/bus.h): an event of the row's type whose data is a copy of the payload
+ *  and whose metadata carries "dedup_id": the row's id, identical on every re-delivery.
+ *  Set cfg.publish = keel_outbox_publish_to_bus and cfg.ud = bus.
+ *  @return the bus's publish result (KEEL_EFULL from a full asynchronous bus makes the relay
+ *  retry the row later), KEEL_EINVAL, KEEL_ENOMEM.  Thread-safety: as keel_bus_publish. */
+KEEL_API keel_err keel_outbox_publish_to_bus(const char *type, const char *id,
+                                             const json_t *payload, void *bus);
+
 #ifdef __cplusplus
 }
 #endif
