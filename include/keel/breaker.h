@@ -176,6 +176,132 @@ KEEL_API keel_err keel_breaker_reset(keel_breaker *b);
  *  @return KEEL_OK, KEEL_EINVAL, KEEL_ENOMEM. Thread-safety: any thread. */
 KEEL_API KEEL_NODISCARD keel_err keel_breaker_layer(keel_breaker *b, keel_layer **out);
 
+/* ===================================================== Redis backend (keel issue 4) ===
+ * A breaker whose state is shared by every process (and host) that creates one with the
+ * same key on the same Redis, so that failures seen by one keeld open the breaker for all.
+ * keel_breaker_redis_create() returns an ordinary keel_breaker *: allow(), record(),
+ * state_get(), stats_get(), force_open(), disable(), reset(), the chain layer, listeners and
+ * metrics work on it unchanged.
+ *
+ * Shared state.  Two keys (hash-tagged so that they live in one Redis Cluster slot):
+ *   "<key>"    a hash: state (st), transition epoch (ep), end of the OPEN wait (ou), half-open
+ *              permits taken / probes recorded / failed / slow (hp hc hf hs), the window
+ *              totals (wt wf ws) and the window cursor (pos fill for count-based, ls = newest
+ *              second for time-based);
+ *   "<key>:w"  the window: COUNT_BASED keeps an exact ring of the last sliding_window_size
+ *              outcomes as a string of one byte per call ('0' ok, '1' failed, '2' slow, '3'
+ *              slow failure - SETRANGE/GETRANGE, at most 1 MB); TIME_BASED keeps one hash
+ *              field per second bucket ("sec total failed slow"), evicted with
+ *              subtract-on-evict as the window moves.
+ * key defaults to "keel:cb:{<name>}"; on Redis Cluster a key given by hand needs a {hash tag}
+ * too.  Keys have no TTL (breakers are few and named); DEL both to forget a retired breaker.  Every operation is one Lua script (EVALSHA through
+ * keel_redis_eval(), reloaded on NOSCRIPT), so each transition is an atomic compare-and-set:
+ * of two instances arriving after the OPEN wait only one moves OPEN -> HALF_OPEN, and across
+ * all instances exactly permitted_calls_in_half_open probes get a permit.
+ *
+ * Semantics versus the in-memory breaker.  Thresholds, minimum calls, slow calls, ignored
+ * outcomes, HALF_OPEN probes, FORCED_OPEN and DISABLED decide exactly as keel_breaker does,
+ * over the calls of all instances, with two approximations:
+ *  - Outcomes recorded in CLOSED are sent in batches (below); a batch is appended to the
+ *    count-based ring grouped by kind (successes, slow successes, failures, slow failures)
+ *    rather than in call order, and all of it is stamped with the flush time (time-based).
+ *    With refresh_ms = 0 every outcome is sent at once, in order.
+ *  - Outcomes recorded while the shared state is not the one this instance cached are
+ *    judged by the shared state (a CLOSED-era outcome arriving after another instance
+ *    opened the breaker is dropped, as the in-memory breaker drops records in OPEN).
+ *
+ * Caching and staleness.  Each instance caches the shared state for refresh_ms (default
+ * 100 ms, measured with the now_ms of its own calls).  While the cache is fresh, allow() in
+ * CLOSED, DISABLED, FORCED_OPEN and OPEN-before-the-wait-ends answers without Redis, and
+ * record() in CLOSED only adds to a local batch; the first allow() or record() after
+ * refresh_ms sends the batch and reads the state back in one script call.  So another
+ * instance's transition is seen at most refresh_ms (plus one call) late, opening happens at
+ * most refresh_ms after the threshold is crossed, and in steady CLOSED state an instance
+ * makes about one Redis call per refresh_ms per breaker, whatever its call rate (measured on
+ * loopback: about 0.1 us per allow+record with refresh_ms = 100, against about 70 us - two
+ * round trips - with refresh_ms = 0).  Calls
+ * that must be exact go to Redis every time: allow() after the OPEN wait or in HALF_OPEN
+ * (permits), and record() in HALF_OPEN (probe outcomes).  A HALF_OPEN refusal (no permit
+ * left) is cached for refresh_ms.  keel_breaker_state_get() returns the cached state
+ * without calling Redis; keel_breaker_stats_get() reads the shared counters.
+ *
+ * Time.  KEEL_BREAKER_TIME_REDIS (default): the scripts read the server's TIME, so instances
+ * on different hosts (whose monotonic clocks, used by the layer, are unrelated) share one
+ * clock; now_ms arguments then only drive the local cache and the fallback.
+ * KEEL_BREAKER_TIME_CLIENT: the caller's now_ms is passed to the scripts (deterministic
+ * tests with a keel_manual_clock, or callers that all pass the wall clock); it must be below
+ * 2^43, else the call uses the local breaker.
+ *
+ * Listeners.  Fired on the instance that performed a transition, and on every instance that
+ * observes one made elsewhere (at its next Redis round trip): from the state it last saw to
+ * the state it finds, through the "from" state of the last transition when that differs.
+ * Intermediate transitions made elsewhere between two round trips are not replayed (an
+ * observer may see OPEN -> CLOSED for OPEN -> HALF_OPEN -> CLOSED, or nothing for
+ * OPEN -> HALF_OPEN -> OPEN).  The state gauge follows the same rule.
+ *
+ * Redis unreachable (fail-safe).  When a script call fails (connection, timeout, error
+ * reply) the call is decided by the local per-process breaker, which starts from the last
+ * shared state seen, with an empty window; the failure is counted
+ * (keel_breaker_redis_errors(), keel_breaker_backend_errors_total{name} with metrics) and a
+ * warning is logged once per outage on logger "keel.breaker".  For retry_ms (default 1000)
+ * the instance stays local without trying Redis; then one call tries again.  On success the
+ * instance adopts the shared state again (local transitions made during the outage, and a
+ * batch that could not be sent, are not written to Redis); recovery is logged.  Manual
+ * transitions made during an outage apply to this instance only.
+ */
+
+typedef struct keel_redis keel_redis;
+
+/** Where the breaker scripts get the time from (see above). */
+typedef enum keel_breaker_time {
+    KEEL_BREAKER_TIME_REDIS = 0,
+    KEEL_BREAKER_TIME_CLIENT = 1
+} keel_breaker_time;
+
+/** Longest key accepted (bytes). */
+#define KEEL_BREAKER_KEY_MAX 256
+/** Largest refresh_ms and retry_ms accepted. */
+#define KEEL_BREAKER_REFRESH_MAX_MS 60000u
+
+typedef struct keel_breaker_redis_config {
+    size_t size;            /* set by _config_default() */
+    keel_redis *redis;      /* required; borrowed, must outlive the breaker */
+    const char *key;        /* NULL = "keel:cb:{<name>}"; copied; at most 256 bytes */
+    keel_breaker_time time; /* KEEL_BREAKER_TIME_REDIS */
+    uint32_t refresh_ms;    /* cache lifetime, 0..60000 (100); 0 = Redis on every call */
+    uint32_t retry_ms;      /* stay local after a failure, 0..60000 (1000) */
+    keel_metrics *metrics;  /* keel_breaker_backend_errors_total{name}; NULL = none;
+                               borrowed, must outlive the breaker */
+} keel_breaker_redis_config;
+
+/** Fill rcfg with the defaults shown above (redis NULL).
+ *  Thread-safety: any thread.  Ownership: writes *rcfg only.  Errors: none. */
+KEEL_API void keel_breaker_redis_config_default(keel_breaker_redis_config *rcfg);
+
+/** Create a breaker with the settings of cfg (validated as by keel_breaker_create()) whose
+ *  state is shared in Redis as described above.  Nothing is sent to Redis here.  Bad
+ *  configuration gives KEEL_EINVAL with a diag naming the field ("breaker: redis must not
+ *  be NULL", "breaker: refresh_ms must be at most 60000, got 70000", ...).
+ *  @return KEEL_OK, KEEL_EINVAL, KEEL_ECRYPTO (script hash), KEEL_ENOMEM, or the metrics
+ *  errors of keel_breaker_create().
+ *  Thread-safety: any thread; the breaker is thread-safe like any keel_breaker.
+ *  Ownership: caller destroys with keel_breaker_destroy() before closing rcfg->redis. */
+KEEL_API KEEL_NODISCARD keel_err keel_breaker_redis_create(keel_breaker **out,
+                                                           const keel_breaker_config *cfg,
+                                                           const keel_breaker_redis_config *rcfg,
+                                                           keel_diag *diag);
+
+/** Redis failures seen by a breaker from keel_breaker_redis_create() (each one made a call
+ *  fall back to the local breaker); 0 for an in-memory breaker or NULL.
+ *  Thread-safety: any thread (atomic read).  Ownership: borrows b.  Errors: none. */
+KEEL_API uint64_t keel_breaker_redis_errors(const keel_breaker *b);
+
+/** 1 while a Redis breaker runs on its local fallback (last Redis call failed), else 0.
+ *  Thread-safety: any thread.  Ownership: borrows b.  Errors: none (NULL gives 0). */
+KEEL_API int keel_breaker_redis_degraded(const keel_breaker *b);
+
+/* ================================================= end of Redis backend (issue 4) === */
+
 #ifdef __cplusplus
 }
 #endif

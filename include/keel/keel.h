@@ -39,5 +39,6 @@
 #include <keel/client.h>
 #include <keel/s3.h>
 #include <keel/trace.h>
+#include <keel/auth.h>
 #include <keel/redact.h>
 #endif

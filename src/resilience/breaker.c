@@ -6,6 +6,8 @@
 
 #include <keel/breaker.h>
 
+#include "breaker_int.h"
+
 #define BREAKER_MAX_COUNT_WINDOW 1000000u
 #define BREAKER_MAX_TIME_WINDOW 86400u
 #define BREAKER_EVENT_CAP 64u
@@ -56,6 +58,10 @@ struct keel_breaker {
 
     keel_series *state_gauge;
     keel_series *calls[OUT_COUNT];
+
+    /* another backend (breaker_int.h) consulted first, or NULL for the local breaker only */
+    const keel__breaker_backend *be;
+    void *be_impl;
 };
 
 typedef struct breaker_layer {
@@ -219,6 +225,8 @@ void keel_breaker_destroy(keel_breaker *b)
 {
     if (b == NULL)
         return;
+    if (b->be != NULL && b->be->destroy != NULL)
+        b->be->destroy(b->be_impl);
     pthread_mutex_destroy(&b->mu);
     keel_free(b->ring);
     keel_free(b->buckets);
@@ -410,6 +418,23 @@ keel_err keel_breaker_allow(keel_breaker *b, uint64_t now_ms, uint64_t *wait_ms)
     keel_err e = KEEL_OK;
     uint64_t wait = 0;
     int queued = 0;
+    if (b->be != NULL) {
+        e = b->be->allow(b->be_impl, b, now_ms, &wait);
+        deliver_events(b);
+        if (e != KEEL_EAGAIN) {
+            if (e != KEEL_OK) {
+                pthread_mutex_lock(&b->mu);
+                b->not_permitted++;
+                pthread_mutex_unlock(&b->mu);
+                count(b, OUT_NOT_PERMITTED);
+            }
+            if (wait_ms != NULL)
+                *wait_ms = wait;
+            return e;
+        }
+        e = KEEL_OK;
+        wait = 0;
+    }
     pthread_mutex_lock(&b->mu);
     switch (b->state) {
     case KEEL_BREAKER_CLOSED:
@@ -456,6 +481,17 @@ keel_err keel_breaker_record(keel_breaker *b, keel_breaker_outcome outcome, uint
     int failed = outcome == KEEL_BREAKER_FAILURE;
     int slow = duration_ms > b->cfg.slow_call_duration_ms;
     int queued = 0;
+    if (b->be != NULL) {
+        keel_err be = b->be->record(b->be_impl, b, outcome, slow, now_ms);
+        deliver_events(b);
+        if (be != KEEL_EAGAIN) {
+            count(b, outcome == KEEL_BREAKER_IGNORED ? OUT_IGNORED
+                     : failed                        ? OUT_FAILURE
+                     : slow                          ? OUT_SLOW
+                                                     : OUT_SUCCESS);
+            return KEEL_OK;
+        }
+    }
     pthread_mutex_lock(&b->mu);
     if (outcome == KEEL_BREAKER_IGNORED) {
         if (b->state == KEEL_BREAKER_HALF_OPEN && b->ho_permits > b->ho_calls)
@@ -503,6 +539,15 @@ keel_err keel_breaker_stats_get(keel_breaker *b, uint64_t now_ms, keel_breaker_s
         return KEEL_EINVAL;
     memset(out, 0, sizeof(*out));
     uint32_t t, f, s, minc;
+    if (b->be != NULL && b->be->stats(b->be_impl, b, now_ms, out) == KEEL_OK) {
+        deliver_events(b);
+        pthread_mutex_lock(&b->mu);
+        out->not_permitted = b->not_permitted;
+        pthread_mutex_unlock(&b->mu);
+        return KEEL_OK;
+    }
+    deliver_events(b);
+    memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&b->mu);
     out->state = b->state;
     if (b->state == KEEL_BREAKER_HALF_OPEN) {
@@ -528,6 +573,12 @@ static keel_err manual_transition(keel_breaker *b, keel_breaker_state to)
 {
     if (b == NULL)
         return KEEL_EINVAL;
+    if (b->be != NULL) {
+        keel_err e = b->be->manual(b->be_impl, b, to);
+        deliver_events(b);
+        if (e != KEEL_EAGAIN)
+            return KEEL_OK;
+    }
     pthread_mutex_lock(&b->mu);
     int queued = transition_to(b, to, 0);
     if (to == KEEL_BREAKER_CLOSED)
@@ -551,6 +602,43 @@ keel_err keel_breaker_disable(keel_breaker *b)
 keel_err keel_breaker_reset(keel_breaker *b)
 {
     return manual_transition(b, KEEL_BREAKER_CLOSED);
+}
+
+/* ------------------------------------------------ backend hook (int.h) -- */
+
+keel_err keel__breaker_create_backend(const keel_breaker_config *cfg,
+                                      const keel__breaker_backend *be, void *impl,
+                                      keel_breaker **out, keel_diag *diag)
+{
+    if (be == NULL || be->allow == NULL || be->record == NULL || be->manual == NULL ||
+        be->stats == NULL)
+        return keel_diag_set(diag, KEEL_EINVAL, 0, "breaker: invalid backend arguments");
+    keel_err e = keel_breaker_create(out, cfg, diag);
+    if (e == KEEL_OK) {
+        (*out)->be = be;
+        (*out)->be_impl = impl;
+    }
+    return e;
+}
+
+void *keel__breaker_backend_impl(const keel_breaker *b, const keel__breaker_backend *be)
+{
+    return b != NULL && be != NULL && b->be == be ? b->be_impl : NULL;
+}
+
+const keel_breaker_config *keel__breaker_config(const keel_breaker *b)
+{
+    return &b->cfg;
+}
+
+void keel__breaker_adopt(keel_breaker *b, keel_breaker_state from, keel_breaker_state to,
+                         uint64_t now_ms)
+{
+    pthread_mutex_lock(&b->mu);
+    if (b->state != from && from != to)
+        (void)transition_to(b, from, now_ms);
+    (void)transition_to(b, to, now_ms);
+    pthread_mutex_unlock(&b->mu);
 }
 
 /* -------------------------------------------------------------- layer -- */

@@ -156,6 +156,19 @@ void keel_jwt_keyset_destroy(keel_jwt_keyset *ks)
     keel_free(ks);
 }
 
+int keel__jwt_keyset_key(const keel_jwt_keyset *ks, size_t i, keel_jwt_alg *alg,
+                         const char **kid, unsigned *usage, const EVP_PKEY **pkey)
+{
+    if (ks == NULL || i >= ks->n)
+        return -1;
+    const jwt_key *k = &ks->keys[i];
+    *alg = k->alg;
+    *kid = k->kid;
+    *usage = k->usage;
+    *pkey = k->pkey;
+    return 0;
+}
+
 static int kid_valid(const char *kid)
 {
     size_t n = strlen(kid);
