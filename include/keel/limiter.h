@@ -118,6 +118,10 @@ typedef struct keel_mw_rate_limit_config {
                                          back to the client IP when absent) */
     const char *const *path_prefixes; /* NULL-terminated; NULL or empty = every path */
     int skip_preflight;               /* 1: CORS preflights are never limited */
+    /* Per-user limits: key by the authenticated principal's subject (keel/auth.h) when there
+     * is one, else by key_header / client IP.  The layer must then sit after the auth layer
+     * (e.g. wrap a route's handler chain), since the standard chain puts rate limiting first. */
+    int key_user;
 } keel_mw_rate_limit_config;
 
 /** Defaults: no limiter, client IP key, every path, skip_preflight = 1. */

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include <keel/auth.h>
 #include <keel/limiter.h>
 
 typedef struct rl_layer {
@@ -11,6 +12,7 @@ typedef struct rl_layer {
     keel_limiter *lim;
     char *key_header;
     char **prefixes; /* NULL-terminated, may be NULL */
+    int key_user;
 } rl_layer;
 
 void keel_mw_rate_limit_config_default(keel_mw_rate_limit_config *cfg)
@@ -86,7 +88,10 @@ static keel_err rl_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
     if (!applies(r, keel_req_path(cx)))
         return keel_chain_next(cur, cx);
     const char *key = NULL;
-    if (r->key_header)
+    const keel_principal *who = r->key_user ? keel_ctx_principal(cx) : NULL;
+    if (who != NULL && who->sub != NULL && who->sub[0] != '\0')
+        key = keel_arena_sprintf(keel_ctx_arena(cx), "user:%s", who->sub);
+    if (key == NULL && r->key_header)
         key = keel_req_header(cx, r->key_header);
     if (key == NULL || *key == '\0')
         key = keel_req_client_ip(cx);
@@ -145,6 +150,7 @@ keel_err keel_mw_rate_limit(const keel_mw_rate_limit_config *cfg, keel_layer **o
         return KEEL_ENOMEM;
     r->base.dispose = rl_dispose;
     r->lim = cfg->limiter;
+    r->key_user = cfg->key_user;
     if (cfg->key_header && (r->key_header = keel_strdup(cfg->key_header)) == NULL) {
         rl_free(r);
         return KEEL_ENOMEM;

@@ -1,4 +1,4 @@
-/* Tests for src/security/auth.c: a real server on an ephemeral port with the auth layer in
+/* Tests for src/http/auth.c: a real server on an ephemeral port with the auth layer in
  * the standard chain; HS256 tokens signed by keel_jwt_sign(); a session store double whose
  * verdicts are cached on a manual clock; every failure class of RFC 6750 / RFC 8725. */
 #include "test.h"
@@ -98,6 +98,9 @@ typedef struct fixture {
     keel_test_server ts;
 } fixture;
 
+/* When set, start() appends a per-user rate-limit layer after auth (innermost). */
+static keel_limiter *g_user_limiter;
+
 static void start(fixture *f, int with_session)
 {
     keel_diag d = {0};
@@ -155,6 +158,15 @@ static void start(fixture *f, int with_session)
     hc.auth = f->auth;
     keel_chain *chain;
     ASSERT_OK(keel_http_chain_build(&hc, &chain));
+    if (g_user_limiter != NULL) {
+        keel_mw_rate_limit_config rc;
+        keel_mw_rate_limit_config_default(&rc);
+        rc.limiter = g_user_limiter;
+        rc.key_user = 1;
+        keel_layer *rl;
+        ASSERT_OK(keel_mw_rate_limit(&rc, &rl));
+        ASSERT_OK(keel_chain_add_take(chain, rl));
+    }
 
     keel_server_config sc;
     keel_server_config_default(&sc);
@@ -818,6 +830,44 @@ static void test_realm_and_default_type(void **state)
     keel_jwt_keyset_destroy(ks);
 }
 
+/* Rate limits per user: the budget follows the token's subject, not the client address (both
+ * users below come from the same loopback IP). */
+static void test_per_user_rate_limit(void **state)
+{
+    (void)state;
+    keel_limiter_config lc;
+    keel_limiter_config_default(&lc);
+    lc.algorithm = KEEL_LIMIT_SLIDING_LOG;
+    lc.limit = 2;
+    lc.window_ms = 60000;
+    ASSERT_OK(keel_limiter_create(&lc, &g_user_limiter, NULL));
+    fixture f;
+    start(&f, 0);
+    char *t42 = access_token(&f, NULL, NULL);
+    json_t *other = json_pack("{s:s}", "sub", "u-7");
+    char *t7 = access_token(&f, NULL, other);
+    json_decref(other);
+    char *b42 = bearer(t42), *b7 = bearer(t7);
+    keel_test_resp r;
+    assert_int_equal(200, get(&f, "/api/me", b42, &r));
+    keel_test_resp_free(&r);
+    assert_int_equal(200, get(&f, "/api/me", b42, &r));
+    keel_test_resp_free(&r);
+    assert_int_equal(429, get(&f, "/api/me", b42, &r));
+    char ra[16];
+    assert_int_equal(1, keel_test_resp_header(&r, "retry-after", ra, sizeof(ra)));
+    keel_test_resp_free(&r);
+    assert_int_equal(200, get(&f, "/api/me", b7, &r)); /* another user: own budget */
+    keel_test_resp_free(&r);
+    free(b42);
+    free(b7);
+    keel_free(t42);
+    keel_free(t7);
+    stop(&f);
+    keel_limiter_destroy(g_user_limiter);
+    g_user_limiter = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -834,6 +884,7 @@ int main(void)
         cmocka_unit_test(test_excluded_paths),
         cmocka_unit_test(test_roles_and_scopes),
         cmocka_unit_test(test_realm_and_default_type),
+        cmocka_unit_test(test_per_user_rate_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
