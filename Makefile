@@ -50,6 +50,7 @@ fuzz: fuzz-build
 bench: build
 	@scripts/deps.sh bench
 	bench/http.sh
+	bench/users_me.sh
 	bench/store.sh
 	bench/policy.sh
 	bench/pay.sh

@@ -7,6 +7,7 @@
  * exit 0.  A second signal exits at once. */
 #define _GNU_SOURCE 1
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -56,6 +57,40 @@ static const char *migrations_dir(void)
     return KEELD_INSTALLED_MIGRATIONS;
 }
 
+/* keeld's own variables (README): the identity rate limits and the session-check cache.
+ * Each invalid one adds a line to errors; returns the number of invalid variables. */
+static int auth_settings_load(const keel_env *env, keeld_auth_settings *as, keel_buf *errors)
+{
+    static const struct {
+        const char *name;
+        long long min, max;
+        size_t off;
+    } vars[] = {
+        {"AUTH_RATE_LIMIT_PER_IP", 0, 1000000, offsetof(keeld_auth_settings, rate_limit_per_ip)},
+        {"AUTH_RATE_LIMIT_PER_ACCOUNT", 0, 1000000,
+         offsetof(keeld_auth_settings, rate_limit_per_account)},
+        {"AUTH_RATE_LIMIT_WINDOW_SECONDS", 1, 86400,
+         offsetof(keeld_auth_settings, rate_limit_window_s)},
+        {"AUTH_SESSION_CACHE_MS", 0, 60000, offsetof(keeld_auth_settings, session_cache_ms)},
+    };
+    int bad = 0;
+    keeld_auth_settings_default(as);
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        uint32_t *field = (uint32_t *)(void *)((char *)as + vars[i].off);
+        long long v = 0;
+        keel_diag d = {0};
+        if (keel_env_get_int(env, vars[i].name, (long long)*field, vars[i].min, vars[i].max, &v,
+                             &d) != KEEL_OK) {
+            keel_err ae = keel_buf_appendf(errors, "%s\n", d.msg); /* past the cap: dropped */
+            (void)ae;
+            bad++;
+            continue;
+        }
+        *field = (uint32_t)v;
+    }
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     int migrate_only = 0;
@@ -97,6 +132,12 @@ int main(int argc, char **argv)
     keel_buf errors;
     keel_buf_init(&errors, 64 * 1024);
     e = keel_settings_load(&st, env, &errors);
+    keeld_auth_settings auth_settings;
+    if (auth_settings_load(env, &auth_settings, &errors) > 0 && e == KEEL_OK) {
+        keel_settings_destroy(st);
+        st = NULL;
+        e = KEEL_EINVAL;
+    }
     keel_env_destroy(env);
     if (e != KEEL_OK) {
         fprintf(stderr, "keeld: invalid configuration:\n%s", errors.ptr ? errors.ptr : "");
@@ -210,10 +251,12 @@ int main(int argc, char **argv)
         fatal("background tasks", e, NULL);
         goto out;
     }
-    keeld_app app = {st, store, redis, metrics, tasks};
+    keeld_app app = {st, store, redis, metrics, tasks, &auth_settings};
     if ((e = keel_router_create(&router)) != KEEL_OK ||
         (e = keeld_routes_register(router, &app, &d)) != KEEL_OK) {
         fatal("routes", e, &d);
+        if (e == KEEL_EUNSUPPORTED || e == KEEL_EINVAL) /* e.g. JWT_ALGORITHM, signing keys */
+            rc = 2;
         goto out;
     }
     /* Checkout sagas a crash left in flight are compensated before the first request. */
@@ -231,6 +274,12 @@ int main(int argc, char **argv)
     keel_http_chain_config_default(&hc);
     hc.cors = &cors;
     hc.metrics = metrics;
+    /* Bearer tokens on every routed path but the public ones; per-IP limits on login and
+     * register (routes/auth.c). */
+    if ((e = keeld_auth_layers(&hc.auth, &hc.rate_limit, &d)) != KEEL_OK) {
+        fatal("auth", e, &d);
+        goto out;
+    }
     if ((e = keel_http_chain_build(&hc, &chain)) != KEEL_OK) {
         fatal("middleware", e, NULL);
         goto out;

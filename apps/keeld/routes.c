@@ -70,6 +70,8 @@ keel_err keeld_routes_register(keel_router *r, const keeld_app *app, keel_diag *
         e = keeld_checkout_routes(r, app, diag);
     if (e == KEEL_OK)
         e = keeld_webhook_routes(r, app, diag);
+    if (e == KEEL_OK)
+        e = keeld_auth_routes(r, app, diag);
     if (e != KEEL_OK || st->environment != KEEL_ENVIRONMENT_TEST)
         return e;
     if ((e = keel_router_add(r, KEEL_METHOD_GET, "/_test/sleep", t_sleep, NULL, 0, diag)) ||
@@ -89,4 +91,5 @@ void keeld_routes_cleanup(void)
     keeld_checkout_cleanup();
     keeld_payments_cleanup();
     keeld_webhook_cleanup();
+    keeld_auth_cleanup();
 }

@@ -8,6 +8,15 @@
 #include <keel/store.h>
 #include <keel/tasks.h>
 
+/* Identity settings read by main.c from the environment (README: AUTH_* variables). */
+typedef struct keeld_auth_settings {
+    uint32_t rate_limit_per_ip;      /* AUTH_RATE_LIMIT_PER_IP (10; 0 = off) */
+    uint32_t rate_limit_per_account; /* AUTH_RATE_LIMIT_PER_ACCOUNT (5; 0 = off) */
+    uint32_t rate_limit_window_s;    /* AUTH_RATE_LIMIT_WINDOW_SECONDS (60) */
+    uint32_t session_cache_ms;       /* AUTH_SESSION_CACHE_MS (2000; 0 = no cache) */
+} keeld_auth_settings;
+void keeld_auth_settings_default(keeld_auth_settings *s);
+
 /* What the routes need from the service (all borrowed; redis and metrics may be NULL). */
 typedef struct keeld_app {
     const keel_settings *settings;
@@ -15,6 +24,7 @@ typedef struct keeld_app {
     keel_redis *redis;
     keel_metrics *metrics;
     keel_tasks *tasks; /* routes may add periodic maintenance tasks (not started yet) */
+    const keeld_auth_settings *auth; /* NULL = defaults */
 } keeld_app;
 
 /* Register the application routes on r (the built-in /, /health and /metrics routes are added
@@ -41,6 +51,14 @@ keel_err keeld_checkout_routes(keel_router *r, const keeld_app *app, keel_diag *
  * leased by a live instance are left to the periodic recovery task. */
 keel_err keeld_checkout_recover(keel_diag *diag);
 void keeld_checkout_cleanup(void);
+/* routes/auth.c: register, login, refresh, logout, users/me (v1, v2), admin users, JWKS
+ * (and POST /_test/auth/roles with ENVIRONMENT=test). */
+keel_err keeld_auth_routes(keel_router *r, const keeld_app *app, keel_diag *diag);
+/* The chain's auth layer (bearer tokens, session check; applied to routed, non-public paths)
+ * and rate_limit layer (per client IP on login/register; NULL when disabled).  Call after
+ * keeld_routes_register(); both are the caller's until given to the chain. */
+keel_err keeld_auth_layers(keel_layer **auth, keel_layer **rate_limit, keel_diag *diag);
+void keeld_auth_cleanup(void);
 /* Free what the routes allocated (after the server stopped). */
 void keeld_routes_cleanup(void);
 

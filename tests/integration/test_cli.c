@@ -47,9 +47,9 @@ static void test_migrate(void **state)
     assert_string_equal("schema version 0\n", out);
     const char *apply[] = {"migrate", NULL};
     assert_int_equal(0, keel(dir, out, sizeof(out), apply));
-    assert_string_equal("schema version 3\n", out);
+    assert_string_equal("schema version 4\n", out);
     assert_int_equal(0, keel(dir, out, sizeof(out), apply)); /* idempotent */
-    assert_string_equal("schema version 3\n", out);
+    assert_string_equal("schema version 4\n", out);
     assert_int_equal(0, access("var/keel.db", F_OK) == 0 || chdir(dir) == 0 ? 0 : 1);
     const char *bad_url[] = {"migrate", "--database-url", "mysql://u:pw123@h/db", NULL};
     assert_int_equal(2, keel(dir, out, sizeof(out), bad_url));

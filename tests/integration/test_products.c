@@ -240,14 +240,14 @@ static void test_migrate_only_and_bad_url(void **state)
     snprintf(dir, sizeof(dir), "%s/migrate.XXXXXX", KEEL_TEST_TMP);
     assert_non_null(mkdtemp(dir));
     assert_int_equal(0, run_keeld(dir, NULL, "--migrate-only", out, sizeof(out)));
-    assert_non_null(strstr(out, "schema version 3"));
+    assert_non_null(strstr(out, "schema version 4"));
     struct stat sb;
     char db[300];
     snprintf(db, sizeof(db), "%s/var/keel.db", dir);
     assert_int_equal(0, stat(db, &sb));
     /* idempotent */
     assert_int_equal(0, run_keeld(dir, NULL, "--migrate-only", out, sizeof(out)));
-    assert_non_null(strstr(out, "schema version 3"));
+    assert_non_null(strstr(out, "schema version 4"));
     /* an unsupported or malformed DATABASE_URL is a clear startup error (exit 2) */
     const char *mysql[] = {"DATABASE_URL=mysql://u:secretpw@h/db", NULL};
     assert_int_equal(2, run_keeld(dir, mysql, "--migrate-only", out, sizeof(out)));
