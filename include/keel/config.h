@@ -222,6 +222,12 @@ typedef struct keel_settings {
     uint32_t access_token_expire_minutes; /* ACCESS_TOKEN_EXPIRE_MINUTES (15, 1..1440) */
     uint32_t refresh_token_expire_days;   /* REFRESH_TOKEN_EXPIRE_DAYS (60, 1..3650) */
     uint32_t session_expire_days;         /* SESSION_EXPIRE_DAYS (180, 1..3650) */
+    /* Argon2id cost for new password hashes (keel/password.h); OWASP minimum by default.
+     * Raising them makes stored hashes report needs_rehash (rehashed on the next login). */
+    uint32_t password_hash_memory_kib;  /* PASSWORD_HASH_MEMORY_KIB (19456, 8..1048576,
+                                           at least 8 x parallelism) */
+    uint32_t password_hash_iterations;  /* PASSWORD_HASH_ITERATIONS (2, 1..20) */
+    uint32_t password_hash_parallelism; /* PASSWORD_HASH_PARALLELISM (1, 1..16) */
 
     /* CORS_ALLOW_ORIGINS, CORS_ALLOW_METHODS, CORS_ALLOW_HEADERS: comma-separated
      * lists, default "*"; NULL-terminated arrays of *_len items. */

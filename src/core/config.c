@@ -960,6 +960,14 @@ static void load_all(lctx *c)
         (uint32_t)rd_int(c, "ACCESS_TOKEN_EXPIRE_MINUTES", 15, 1, 1440);
     s->refresh_token_expire_days = (uint32_t)rd_int(c, "REFRESH_TOKEN_EXPIRE_DAYS", 60, 1, 3650);
     s->session_expire_days = (uint32_t)rd_int(c, "SESSION_EXPIRE_DAYS", 180, 1, 3650);
+    /* Limits match keel_password_hash's bounds for untrusted PHC strings (password.c). */
+    s->password_hash_memory_kib =
+        (uint32_t)rd_int(c, "PASSWORD_HASH_MEMORY_KIB", 19456, 8, 1048576);
+    s->password_hash_iterations = (uint32_t)rd_int(c, "PASSWORD_HASH_ITERATIONS", 2, 1, 20);
+    s->password_hash_parallelism = (uint32_t)rd_int(c, "PASSWORD_HASH_PARALLELISM", 1, 1, 16);
+    if (s->password_hash_memory_kib < 8u * s->password_hash_parallelism)
+        bad(c, "PASSWORD_HASH_MEMORY_KIB: must be at least 8 x PASSWORD_HASH_PARALLELISM (%u KiB)",
+            8u * s->password_hash_parallelism);
 
     si->lists[0] = rd_list(c, "CORS_ALLOW_ORIGINS", "*", &s->cors_allow_origins_len);
     si->lists[1] = rd_list(c, "CORS_ALLOW_METHODS", "*", &s->cors_allow_methods_len);

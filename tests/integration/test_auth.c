@@ -636,6 +636,46 @@ static void test_rate_limit_shared_by_two_processes(void **state)
     assert_int_equal(401, do_login_on(&srv, other, "wrong password", NULL, NULL));
 }
 
+/* PASSWORD_HASH_*: new hashes use the configured Argon2id cost; raising it upgrades a stored
+ * hash on the next successful login; an impossible combination stops keeld with exit 2. */
+static void test_password_cost_settings(void **state)
+{
+    (void)state;
+    char dir[256], dburl[400];
+    snprintf(dir, sizeof(dir), "%s/pwcost.XXXXXX", KEEL_TEST_TMP);
+    assert_non_null(mkdtemp(dir));
+    snprintf(dburl, sizeof(dburl), "DATABASE_URL=sqlite:%s/shared.db", dir);
+    const char *cheap[] = {NO_LIMITS, dburl, "PASSWORD_HASH_ITERATIONS=1",
+                           "PASSWORD_HASH_MEMORY_KIB=1024", NULL};
+    assert_int_equal(0, keel_test_server_start(&srv, cheap));
+    char email[128];
+    new_email(email, sizeof(email), "cost");
+    do_register(email, "correct horse battery", "Cost", 201);
+    login_ok(email, "correct horse battery", &(tokens){{0}, {0}});
+    keel_test_server_stop(&srv, SIGTERM, 10000);
+
+    const char *dearer[] = {NO_LIMITS, dburl, "PASSWORD_HASH_ITERATIONS=3",
+                            "PASSWORD_HASH_MEMORY_KIB=2048", NULL};
+    assert_int_equal(0, keel_test_server_start(&srv, dearer));
+    tokens t;
+    login_ok(email, "correct horse battery", &t);
+    assert_true(log_has(&srv, "password hash of user", "upgraded to current parameters"));
+    login_ok(email, "correct horse battery", &t); /* the upgraded hash verifies */
+    keel_test_server_stop(&srv, SIGTERM, 10000);
+
+    char out[4096];
+    const char *argv[] = {KEEL_TEST_KEELD, NULL};
+    const char *bad_env[] = {"PASSWORD_HASH_MEMORY_KIB=8", "PASSWORD_HASH_PARALLELISM=2",
+                             "PASSWORD_HASH_ITERATIONS=0", NULL};
+    keel_test_run_opts o = {.dir = dir, .env = bad_env};
+    assert_int_equal(2, keel_test_run(KEEL_TEST_KEELD, argv, &o, out, sizeof(out)));
+    assert_non_null(strstr(out, "PASSWORD_HASH_MEMORY_KIB"));
+    assert_non_null(strstr(out, "PASSWORD_HASH_ITERATIONS"));
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(0, system(cmd));
+}
+
 int main(void)
 {
     snprintf(uniq, sizeof(uniq), "p%d-%lld", (int)getpid(), (long long)time(NULL));
@@ -651,6 +691,9 @@ int main(void)
     const struct CMUnitTest limits[] = {
         cmocka_unit_test(test_rate_limits),
     };
+    const struct CMUnitTest cost[] = {
+        cmocka_unit_test(test_password_cost_settings),
+    };
     const struct CMUnitTest shared[] = {
         cmocka_unit_test(test_rate_limit_shared_by_two_processes),
     };
@@ -661,6 +704,7 @@ int main(void)
         fprintf(stderr, "KEEL_TEST_PG_DSN unset: PostgreSQL group not run "
                         "(make test always sets it)\n");
     rc |= cmocka_run_group_tests_name("auth rate limits", limits, setup_limits, teardown);
+    rc |= cmocka_run_group_tests_name("password cost settings", cost, NULL, NULL);
     if (getenv("KEEL_TEST_REDIS_URL") != NULL)
         rc |= cmocka_run_group_tests_name("auth rate limit over redis", shared, setup_redis_pair,
                                           teardown);

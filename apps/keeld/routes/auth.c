@@ -46,6 +46,7 @@ typedef struct auth_state {
     char aud[168];
     keel_secret *refresh_hash_key;
     char dummy_hash[KEEL_PASSWORD_PHC_SIZE];
+    keel_password_params pw; /* PASSWORD_HASH_* settings */
     keel_limiter *ip_lim;   /* NULL = no per-IP limit */
     keel_limiter *acct_lim; /* NULL = no per-account limit */
     uint32_t session_cache_ms;
@@ -366,7 +367,7 @@ static keel_err h_register(keel_ctx *cx, void *ud)
         json_decref(body);
         return e;
     }
-    e = keel_password_hash(NULL, pw, pwlen, u->password_hash, sizeof(u->password_hash));
+    e = keel_password_hash(&g.pw, pw, pwlen, u->password_hash, sizeof(u->password_hash));
     json_decref(body);
     if (e != KEEL_OK)
         return e;
@@ -454,9 +455,9 @@ static keel_err h_login(keel_ctx *cx, void *ud)
         return unauthorized(cx, BAD_CREDENTIALS);
     }
     int rehash = 0;
-    if (keel_password_needs_rehash(u->password_hash, NULL, &rehash, NULL) == KEEL_OK && rehash) {
+    if (keel_password_needs_rehash(u->password_hash, &g.pw, &rehash, NULL) == KEEL_OK && rehash) {
         char phc[KEEL_PASSWORD_PHC_SIZE];
-        if (keel_password_hash(NULL, json_string_value(pwv), json_string_length(pwv), phc,
+        if (keel_password_hash(&g.pw, json_string_value(pwv), json_string_length(pwv), phc,
                                sizeof(phc)) == KEEL_OK &&
             keel_db_acquire(g.store, &db, &d) == KEEL_OK) {
             if (users_set_password_hash(db, u->id, phc, &d) == KEEL_OK)
@@ -953,10 +954,16 @@ keel_err keeld_auth_routes(keel_router *r, const keeld_app *app, keel_diag *diag
             KEEL_OK)
         return e;
     memset(derived, 0, sizeof(derived));
-    /* The dummy hash verified when a login names an unknown email. */
+    /* Argon2id cost from the settings (OWASP minimum unless raised). */
+    keel_password_params_default(&g.pw);
+    g.pw.memory_kib = st->password_hash_memory_kib;
+    g.pw.iterations = st->password_hash_iterations;
+    g.pw.parallelism = st->password_hash_parallelism;
+    /* The dummy hash verified when a login names an unknown email: same cost as real ones,
+     * so both paths take the same time. */
     unsigned char rnd[24];
     if ((e = keel_random_bytes(rnd, sizeof(rnd))) != KEEL_OK ||
-        (e = keel_password_hash(NULL, (const char *)rnd, sizeof(rnd), g.dummy_hash,
+        (e = keel_password_hash(&g.pw, (const char *)rnd, sizeof(rnd), g.dummy_hash,
                                 sizeof(g.dummy_hash))) != KEEL_OK)
         return e;
     const keeld_auth_settings *as = app->auth;
