@@ -109,6 +109,82 @@ typedef struct keel_cache_binding {
 KEEL_API KEEL_NODISCARD keel_err keel_cache_layer(keel_cache *c, const keel_cache_binding *binding,
                                                   keel_layer **out);
 
+/* ===================================================== Redis backend (keel issue 4) ===
+ * The entries kept in Redis, so that every keeld process shares one cache.
+ * keel_cache_redis_create() returns an ordinary keel_cache *: keel_cache_get(), _set(),
+ * _set_ttl(), _delete(), _clear(), _purge(), _get_stats(), keel_cache_layer() and
+ * keel_cache_destroy() work on it unchanged.  A result cached by one process is replayed by
+ * the layer in every other process sharing the Redis server and prefix.
+ *
+ * Keys and values.  Each entry is one Redis string "<prefix><key>" holding the value bytes,
+ * prefix defaulting to "keel:cache:<name>:".  Keys and values are binary-safe (they are sent
+ * as argument vectors with lengths, so NUL bytes are fine).  Entries are written with
+ * SET <key> <value> PX <ttl> (the ttl of keel_cache_set_ttl(), or cfg->ttl_ms; at most 2^44
+ * ms, longer ttls are clamped), so Redis expires them on its own clock: cfg->clock is not
+ * used, and keel_cache_purge() returns 0.
+ *
+ * Size bounds.  The LRU bound is Redis's own: cap the server with maxmemory and
+ * maxmemory-policy allkeys-lru (or volatile-lru / volatile-ttl), a server setting keel does
+ * not change.  keel does not enforce max_entries (ignored) nor a total byte cap; max_bytes,
+ * when not 0, is enforced per entry only: a set whose key + value exceeds it returns
+ * KEEL_ETOOBIG and removes any old entry for the key, as the in-memory cache does.  It also
+ * caps what keel_cache_layer() stores, as for the in-memory cache.
+ *
+ * Stats.  hits and misses are counted per keel_cache instance (each process sees its own
+ * lookups), as is keel_cache_requests_total{cache,result}.  evictions, expirations, entries
+ * and bytes are always 0: Redis evicts and expires on its own (its INFO stats evicted_keys /
+ * expired_keys report them), and counting the keys under a prefix would need a SCAN of the
+ * whole keyspace.
+ *
+ * Clear.  keel_cache_clear() deletes the keys under this cache's prefix only: SCAN with
+ * MATCH "<prefix>*" (glob characters of the prefix escaped) and UNLINK of each batch, never
+ * KEYS or FLUSHDB.  Keys written while it runs may survive.  The prefix must not be empty
+ * and should not be a prefix of another cache's (clear would remove the other's keys too).
+ *
+ * Failures.  When Redis cannot be reached or answers an error, keel_cache_get() reports a
+ * miss (KEEL_ENOTFOUND: the layer runs the call uncached), keel_cache_set() and
+ * keel_cache_set_ttl() return KEEL_EIO / KEEL_ETIMEOUT (the layer ignores a failed store, as
+ * it does for the in-memory cache), keel_cache_delete() returns the same, and
+ * keel_cache_clear() stops at the first failure.  Each failed command is counted in
+ * keel_cache_redis_errors() and, when cfg->metrics is set, in
+ * keel_cache_backend_errors_total{cache}.
+ */
+
+typedef struct keel_redis keel_redis;
+
+/** Longest key prefix accepted (bytes). */
+#define KEEL_CACHE_REDIS_PREFIX_MAX 256
+
+/** Redis backend settings.  Fill with keel_cache_redis_config_default() then override. */
+typedef struct keel_cache_redis_config {
+    size_t size;        /* sizeof(keel_cache_redis_config) */
+    keel_redis *redis;  /* required; borrowed, must outlive the cache */
+    const char *prefix; /* NULL = "keel:cache:<name>:"; copied; 1..256 bytes */
+} keel_cache_redis_config;
+
+/** Fill rcfg with the defaults shown above (redis NULL, prefix NULL).
+ *  Thread-safety: any thread.  Ownership: writes *rcfg only.  Errors: none. */
+KEEL_API void keel_cache_redis_config_default(keel_cache_redis_config *rcfg);
+
+/** Create a Redis-backed cache with the settings of cfg (validated as by keel_cache_create();
+ *  max_entries and clock are ignored, see above) and the backend settings of rcfg.  Nothing
+ *  is sent to Redis here.
+ *  @return KEEL_OK; KEEL_EINVAL (NULL argument, bad size, ttl_ms 0, redis NULL, empty or
+ *  too long prefix - "cache: redis must not be NULL", "cache: prefix must be ...", "cache:
+ *  ttl_ms must be >= 1, got 0"; with a NULL prefix a name too long for the default prefix is
+ *  reported as "cache: name ..."); KEEL_EEXIST (a metric name taken by another type);
+ *  KEEL_ENOMEM.
+ *  Thread-safety: any thread; the cache is thread-safe like any keel_cache.
+ *  Ownership: caller destroys *out with keel_cache_destroy() before closing rcfg->redis. */
+KEEL_API KEEL_NODISCARD keel_err keel_cache_redis_create(const keel_cache_config *cfg,
+                                                         const keel_cache_redis_config *rcfg,
+                                                         keel_cache **out, keel_diag *diag);
+
+/** Redis commands of a cache from keel_cache_redis_create() that failed (unreachable
+ *  server, timeout, error reply) since creation; 0 for any other cache or NULL.
+ *  Thread-safety: any thread.  Ownership: borrows c.  Errors: none. */
+KEEL_API uint64_t keel_cache_redis_errors(const keel_cache *c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,8 @@
 
 #include <keel/cache.h>
 
+#include "cache_int.h"
+
 #define CACHE_MAX_BUCKETS ((size_t)1 << 20)
 #define CACHE_LAYER_DEFAULT_MAX ((size_t)1 << 20)
 
@@ -30,6 +32,9 @@ struct keel_cache {
     uint64_t hits, misses, evictions, expirations;
     keel_series *m_hit, *m_miss;
     char *name;
+    /* another backend (cache_int.h), or NULL for the in-memory table */
+    const keel__cache_backend *be;
+    void *be_impl;
 };
 
 void keel_cache_config_default(keel_cache_config *cfg)
@@ -198,6 +203,8 @@ void keel_cache_destroy(keel_cache *c)
 {
     if (c == NULL)
         return;
+    if (c->be != NULL && c->be->destroy != NULL)
+        c->be->destroy(c->be_impl);
     free_all(c);
     pthread_mutex_destroy(&c->mu);
     keel_free(c->buckets);
@@ -205,10 +212,32 @@ void keel_cache_destroy(keel_cache *c)
     keel_free(c);
 }
 
+/* The keel_cache_requests_total series of a lookup that returned rc. */
+static void count_lookup(keel_cache *c, keel_err rc)
+{
+    if (rc == KEEL_ENOTFOUND) {
+        if (c->m_miss)
+            keel_series_add(c->m_miss, 1);
+    } else if (c->m_hit) {
+        keel_series_add(c->m_hit, 1);
+    }
+}
+
 keel_err keel_cache_get(keel_cache *c, keel_str key, keel_buf *out)
 {
     if (c == NULL || out == NULL || (key.ptr == NULL && key.len > 0))
         return KEEL_EINVAL;
+    if (c->be != NULL) {
+        keel_err be_rc = c->be->get(c->be_impl, key, out);
+        pthread_mutex_lock(&c->mu);
+        if (be_rc == KEEL_ENOTFOUND)
+            c->misses++;
+        else
+            c->hits++;
+        pthread_mutex_unlock(&c->mu);
+        count_lookup(c, be_rc);
+        return be_rc;
+    }
     uint64_t h = hash_bytes(key);
     uint64_t now = keel_clock_now_ms(c->clock);
     keel_err rc;
@@ -230,12 +259,7 @@ keel_err keel_cache_get(keel_cache *c, keel_str key, keel_buf *out)
         rc = keel_buf_append(out, e->key + e->klen, e->vlen);
     }
     pthread_mutex_unlock(&c->mu);
-    if (rc == KEEL_ENOTFOUND) {
-        if (c->m_miss)
-            keel_series_add(c->m_miss, 1);
-    } else if (c->m_hit) {
-        keel_series_add(c->m_hit, 1);
-    }
+    count_lookup(c, rc);
     return rc;
 }
 
@@ -248,6 +272,8 @@ keel_err keel_cache_set_ttl(keel_cache *c, keel_str key, keel_str value, uint64_
 {
     if (c == NULL || (key.ptr == NULL && key.len > 0) || (value.ptr == NULL && value.len > 0))
         return KEEL_EINVAL;
+    if (c->be != NULL)
+        return c->be->set(c->be_impl, key, value, ttl_ms ? ttl_ms : c->ttl_ms);
     if (key.len > SIZE_MAX / 2 || value.len > SIZE_MAX / 2 - key.len - sizeof(entry))
         return KEEL_ETOOBIG;
     size_t need = key.len + value.len;
@@ -301,6 +327,8 @@ keel_err keel_cache_delete(keel_cache *c, keel_str key)
 {
     if (c == NULL || (key.ptr == NULL && key.len > 0))
         return KEEL_EINVAL;
+    if (c->be != NULL)
+        return c->be->del(c->be_impl, key);
     uint64_t h = hash_bytes(key);
     uint64_t now = keel_clock_now_ms(c->clock);
     keel_err rc = KEEL_ENOTFOUND;
@@ -321,6 +349,10 @@ void keel_cache_clear(keel_cache *c)
 {
     if (c == NULL)
         return;
+    if (c->be != NULL) {
+        c->be->clear(c->be_impl);
+        return;
+    }
     pthread_mutex_lock(&c->mu);
     free_all(c);
     pthread_mutex_unlock(&c->mu);
@@ -328,7 +360,7 @@ void keel_cache_clear(keel_cache *c)
 
 size_t keel_cache_purge(keel_cache *c)
 {
-    if (c == NULL)
+    if (c == NULL || c->be != NULL) /* a backend expires its entries itself */
         return 0;
     uint64_t now = keel_clock_now_ms(c->clock);
     size_t n = 0;
@@ -364,6 +396,34 @@ void keel_cache_get_stats(keel_cache *c, keel_cache_stats *out)
     out->entries = c->count;
     out->bytes = c->bytes;
     pthread_mutex_unlock(&c->mu);
+}
+
+/* The backend hook (cache_int.h): an in-memory cache whose table stays empty, plus be. */
+keel_err keel__cache_create_backend(const keel_cache_config *cfg, const keel__cache_backend *be,
+                                    void *impl, keel_cache **out, keel_diag *diag)
+{
+    if (cfg == NULL || be == NULL || be->get == NULL || be->set == NULL || be->del == NULL ||
+        be->clear == NULL || out == NULL)
+        return keel_diag_set(diag, KEEL_EINVAL, 0, "cache: invalid backend arguments");
+    keel_cache_config cc = *cfg;
+    if (cc.size == sizeof(cc))
+        cc.max_entries = 1;
+    keel_err e = keel_cache_create(out, &cc, diag);
+    if (e == KEEL_OK) {
+        (*out)->be = be;
+        (*out)->be_impl = impl;
+    }
+    return e;
+}
+
+void *keel__cache_backend_impl(const keel_cache *c, const keel__cache_backend *be)
+{
+    return c != NULL && be != NULL && c->be == be ? c->be_impl : NULL;
+}
+
+const char *keel__cache_name(const keel_cache *c)
+{
+    return c != NULL ? c->name : NULL;
 }
 
 /* ------------------------------------------------------------- layer -- */
