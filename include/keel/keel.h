@@ -40,5 +40,6 @@
 #include <keel/s3.h>
 #include <keel/trace.h>
 #include <keel/auth.h>
+#include <keel/repo.h>
 #include <keel/redact.h>
 #endif

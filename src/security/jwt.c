@@ -19,8 +19,8 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 
 #include "jwt_int.h"
 
@@ -87,43 +87,86 @@ const char *keel_jwt_alg_name(keel_jwt_alg alg)
 
 /* ---------------------------------------------------------------- keyset -- */
 
+/* HS256 keys keep the SHA-256 states after absorbing the key XOR ipad and XOR opad blocks
+ * (RFC 2104: HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m))).  A MAC copies the two
+ * states and hashes only the message and the inner digest: exactly HMAC-SHA256, with no
+ * allocation, no provider lookup and no context duplication per token.  The states are
+ * key-equivalent secrets: they live only in the keyset and are wiped with it. */
+typedef struct hs_state {
+    SHA256_CTX inner, outer;
+} hs_state;
+
 typedef struct jwt_key {
     keel_jwt_alg alg;
     unsigned usage;
     char *kid;           /* NULL: no kid */
     keel_secret *secret; /* HS256 */
-    EVP_MAC_CTX *hmac;   /* HS256: keyed once; each MAC works on a copy (EVP_MAC_CTX_dup) */
+    hs_state *hs;        /* HS256: pad states, keyed once */
     EVP_PKEY *pkey;      /* RS256 / ES256 */
 } jwt_key;
 
-/* OpenSSL 3's one-shot HMAC() fetches the algorithm from the provider store (a lock) and
- * re-keys on every call; a context keyed once and duplicated per token costs a fraction. */
-static EVP_MAC_CTX *hmac_keyed(const unsigned char *key, size_t len)
+/* The SHA256_* functions are deprecated in OpenSSL 3 in favour of EVP, but EVP has no way
+ * to copy a digest state without allocating; they stay available through 3.x. */
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+
+#define HS_BLOCK 64u
+
+static hs_state *hmac_keyed(const unsigned char *key, size_t len)
 {
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-    EVP_MAC_free(mac);
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
-                           OSSL_PARAM_construct_end()};
-    if (ctx != NULL && EVP_MAC_init(ctx, key, len, params) != 1) {
-        EVP_MAC_CTX_free(ctx);
-        ctx = NULL;
+    hs_state *st = keel_malloc(sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    unsigned char k[HS_BLOCK], pad[HS_BLOCK];
+    memset(k, 0, sizeof(k));
+    if (len > HS_BLOCK) /* longer keys are hashed first (RFC 2104 section 2) */
+        SHA256(key, len, k);
+    else
+        memcpy(k, key, len);
+    int ok = 1;
+    for (size_t i = 0; i < HS_BLOCK; i++)
+        pad[i] = (unsigned char)(k[i] ^ 0x36u);
+    ok &= SHA256_Init(&st->inner) == 1 && SHA256_Update(&st->inner, pad, HS_BLOCK) == 1;
+    for (size_t i = 0; i < HS_BLOCK; i++)
+        pad[i] = (unsigned char)(k[i] ^ 0x5cu);
+    ok &= SHA256_Init(&st->outer) == 1 && SHA256_Update(&st->outer, pad, HS_BLOCK) == 1;
+    keel__wipe(k, sizeof(k));
+    keel__wipe(pad, sizeof(pad));
+    if (!ok) {
+        keel__wipe(st, sizeof(*st));
+        keel_free(st);
+        return NULL;
     }
-    return ctx;
+    return st;
 }
 
-static int hmac_sha256(EVP_MAC_CTX *base, const unsigned char *msg, size_t n,
-                       unsigned char out[EVP_MAX_MD_SIZE], unsigned int *outlen)
+static void hmac_free(hs_state *st)
 {
-    EVP_MAC_CTX *c = EVP_MAC_CTX_dup(base);
-    size_t len = 0;
-    int ok = c != NULL && EVP_MAC_update(c, msg, n) == 1 &&
-             EVP_MAC_final(c, out, &len, EVP_MAX_MD_SIZE) == 1;
-    EVP_MAC_CTX_free(c);
-    *outlen = (unsigned int)len;
+    if (st == NULL)
+        return;
+    keel__wipe(st, sizeof(*st));
+    keel_free(st);
+}
+
+static int hmac_sha256(const hs_state *st, const unsigned char *msg, size_t n,
+                       unsigned char out[SHA256_DIGEST_LENGTH], unsigned int *outlen)
+{
+    SHA256_CTX c = st->inner;
+    unsigned char ih[SHA256_DIGEST_LENGTH];
+    int ok = SHA256_Update(&c, msg, n) == 1 && SHA256_Final(ih, &c) == 1;
+    c = st->outer;
+    ok = ok && SHA256_Update(&c, ih, sizeof(ih)) == 1 && SHA256_Final(out, &c) == 1;
+    keel__wipe(&c, sizeof(c));
+    keel__wipe(ih, sizeof(ih));
+    *outlen = ok ? SHA256_DIGEST_LENGTH : 0;
     return ok;
 }
+
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 struct keel_jwt_keyset {
     jwt_key keys[JWT_MAX_KEYS];
@@ -150,7 +193,7 @@ void keel_jwt_keyset_destroy(keel_jwt_keyset *ks)
     for (size_t i = 0; i < ks->n; i++) {
         keel_free(ks->keys[i].kid);
         keel_secret_destroy(ks->keys[i].secret);
-        EVP_MAC_CTX_free(ks->keys[i].hmac);
+        hmac_free(ks->keys[i].hs);
         EVP_PKEY_free(ks->keys[i].pkey);
     }
     keel_free(ks);
@@ -226,7 +269,7 @@ keel_err keel_jwt_keyset_add_hmac(keel_jwt_keyset *ks, const char *kid, const vo
     if (e != KEEL_OK)
         return e;
     if (keel_secret_create(&k->secret, secret, len) != KEEL_OK ||
-        (k->hmac = hmac_keyed(secret, len)) == NULL) {
+        (k->hs = hmac_keyed(secret, len)) == NULL) {
         keel_secret_destroy(k->secret);
         k->secret = NULL;
         keel_free(k->kid);
@@ -369,7 +412,7 @@ static keel_err jws_sign(const jwt_key *k, const unsigned char *msg, size_t n, u
 {
     if (k->alg == KEEL_JWT_HS256) {
         unsigned int mdlen = 0;
-        if (!hmac_sha256(k->hmac, msg, n, sig, &mdlen))
+        if (!hmac_sha256(k->hs, msg, n, sig, &mdlen))
             return KEEL_ECRYPTO;
         *siglen = mdlen;
         return KEEL_OK;
@@ -404,7 +447,7 @@ static int jws_verify(const jwt_key *k, const unsigned char *msg, size_t n,
     if (k->alg == KEEL_JWT_HS256) {
         unsigned char mac[EVP_MAX_MD_SIZE];
         unsigned int mdlen = 0;
-        if (!hmac_sha256(k->hmac, msg, n, mac, &mdlen))
+        if (!hmac_sha256(k->hs, msg, n, mac, &mdlen))
             return -1;
         int ok = siglen == mdlen && CRYPTO_memcmp(mac, sig, mdlen) == 0;
         keel__wipe(mac, sizeof(mac));
@@ -533,22 +576,258 @@ void keel_jwt_policy_default(keel_jwt_policy *p)
     p->max_len = KEEL_JWT_MAX_LEN_DEFAULT;
 }
 
+/* ------------------------------------------------------- JSON fast path -- */
+
+/* Every verify parses the payload (and, on a header-memo miss, the header), and jansson's
+ * loader spent ~60 % of a verify reading it one character at a time through a callback.
+ * fj_* parses the shapes our tokens are made of directly into jansson values: objects,
+ * arrays, strings of printable ASCII with the short escapes, integers of up to 18 digits,
+ * true/false/null.  Anything else -- \u escapes, non-ASCII bytes, reals, long integers,
+ * duplicate keys, syntax errors, deep nesting, allocation failures -- returns NULL and the
+ * caller hands the same bytes to json_loadb(JSON_REJECT_DUPLICATES), so what is accepted,
+ * the values produced and every error are jansson's: the fast path only ever accepts a
+ * document that jansson would accept with an equal value. */
+#define FJ_MAX_DEPTH 32
+#define FJ_UNESCAPE_MAX 256
+
+typedef struct fj {
+    const char *p, *end;
+} fj;
+
+static void fj_ws(fj *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+/* At an opening quote: the string's bytes, unescaped into buf when needed.  Returns the
+ * length and sets *out (into the input or buf), or -1 to defer to jansson. */
+static long fj_string(fj *s, char *buf, const char **out)
+{
+    const char *start = ++s->p;
+    const char *q = start;
+    while (q < s->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20 &&
+           (unsigned char)*q < 0x80)
+        q++;
+    if (q < s->end && *q == '"') { /* no escapes: the common case */
+        s->p = q + 1;
+        *out = start;
+        return (long)(q - start);
+    }
+    size_t n = 0;
+    for (q = start; q < s->end; q++) {
+        unsigned char c = (unsigned char)*q;
+        if (c == '"') {
+            s->p = q + 1;
+            *out = buf;
+            return (long)n;
+        }
+        if (c < 0x20 || c >= 0x80 || n == FJ_UNESCAPE_MAX)
+            return -1;
+        if (c == '\\') {
+            if (++q == s->end)
+                return -1;
+            switch (*q) {
+            case '"': c = '"'; break;
+            case '\\': c = '\\'; break;
+            case '/': c = '/'; break;
+            case 'b': c = '\b'; break;
+            case 'f': c = '\f'; break;
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            default: return -1; /* \u and invalid escapes: jansson */
+            }
+        }
+        buf[n++] = (char)c;
+    }
+    return -1;
+}
+
+static json_t *fj_value(fj *s, int depth);
+
+static json_t *fj_object(fj *s, int depth)
+{
+    json_t *obj = json_object();
+    if (obj == NULL)
+        return NULL;
+    s->p++; /* '{' */
+    fj_ws(s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return obj;
+    }
+    char buf[FJ_UNESCAPE_MAX];
+    for (;;) {
+        const char *key;
+        long klen;
+        if (s->p == s->end || *s->p != '"' || (klen = fj_string(s, buf, &key)) < 0)
+            break;
+        fj_ws(s);
+        if (s->p == s->end || *s->p != ':')
+            break;
+        s->p++;
+        fj_ws(s);
+        size_t before = json_object_size(obj);
+        json_t *v = fj_value(s, depth + 1);
+        /* setn_new_nocheck: the key is printable ASCII; it consumes v even on failure.  A
+         * size that did not grow means the key was already there: a duplicate. */
+        if (v == NULL || json_object_setn_new_nocheck(obj, key, (size_t)klen, v) != 0 ||
+            json_object_size(obj) != before + 1)
+            break;
+        fj_ws(s);
+        if (s->p == s->end)
+            break;
+        if (*s->p == '}') {
+            s->p++;
+            return obj;
+        }
+        if (*s->p != ',')
+            break;
+        s->p++;
+        fj_ws(s);
+    }
+    json_decref(obj);
+    return NULL;
+}
+
+static json_t *fj_array(fj *s, int depth)
+{
+    json_t *arr = json_array();
+    if (arr == NULL)
+        return NULL;
+    s->p++; /* '[' */
+    fj_ws(s);
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        return arr;
+    }
+    for (;;) {
+        json_t *v = fj_value(s, depth + 1);
+        if (v == NULL || json_array_append_new(arr, v) != 0)
+            break;
+        fj_ws(s);
+        if (s->p == s->end)
+            break;
+        if (*s->p == ']') {
+            s->p++;
+            return arr;
+        }
+        if (*s->p != ',')
+            break;
+        s->p++;
+        fj_ws(s);
+    }
+    json_decref(arr);
+    return NULL;
+}
+
+static json_t *fj_integer(fj *s)
+{
+    const char *q = s->p;
+    int neg = 0;
+    if (*q == '-') {
+        neg = 1;
+        q++;
+    }
+    const char *digits = q;
+    uint64_t v = 0;
+    while (q < s->end && *q >= '0' && *q <= '9' && q - digits < 19) {
+        v = v * 10u + (uint64_t)(*q - '0');
+        q++;
+    }
+    size_t nd = (size_t)(q - digits);
+    /* No digit, a leading zero, more than 18 digits, or a fraction/exponent (a real):
+     * jansson decides. */
+    if (nd == 0 || nd > 18 || (nd > 1 && *digits == '0') ||
+        (q < s->end && ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E')))
+        return NULL;
+    s->p = q;
+    json_int_t i = (json_int_t)v; /* < 10^18: fits */
+    return json_integer(neg ? -i : i);
+}
+
+static int fj_literal(fj *s, const char *word, size_t n)
+{
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+        return 0;
+    s->p += n;
+    return 1;
+}
+
+static json_t *fj_value(fj *s, int depth)
+{
+    if (s->p == s->end || depth > FJ_MAX_DEPTH)
+        return NULL;
+    switch (*s->p) {
+    case '{':
+        return fj_object(s, depth);
+    case '[':
+        return fj_array(s, depth);
+    case '"': {
+        char buf[FJ_UNESCAPE_MAX];
+        const char *str;
+        long n = fj_string(s, buf, &str);
+        return n < 0 ? NULL : json_stringn_nocheck(str, (size_t)n);
+    }
+    case 't':
+        return fj_literal(s, "true", 4) ? json_true() : NULL;
+    case 'f':
+        return fj_literal(s, "false", 5) ? json_false() : NULL;
+    case 'n':
+        return fj_literal(s, "null", 4) ? json_null() : NULL;
+    default:
+        return fj_integer(s);
+    }
+}
+
+/* A JSON object exactly as json_loadb(JSON_REJECT_DUPLICATES) would return it, or NULL
+ * when this parser is not sure (the caller then asks jansson). */
+static json_t *fj_parse_object(const char *js, size_t n)
+{
+    fj s = {js, js + n};
+    fj_ws(&s);
+    if (s.p == s.end || *s.p != '{')
+        return NULL;
+    json_t *v = fj_object(&s, 1);
+    if (v == NULL)
+        return NULL;
+    fj_ws(&s);
+    if (s.p != s.end) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
 /* Decode one base64url segment and parse it as a JSON object (duplicates rejected). */
+#define DECODE_STACK 2048u
 static keel_err decode_object(const char *seg, size_t len, const char *what, json_t **out,
                               keel_diag *diag)
 {
-    unsigned char *raw = keel_malloc(len * 3 / 4 + 1);
+    unsigned char stack[DECODE_STACK];
+    size_t need = len * 3 / 4 + 1;
+    unsigned char *raw = need <= sizeof(stack) ? stack : keel_malloc(need);
     if (raw == NULL)
         return KEEL_ENOMEM;
     size_t n = 0;
     if (keel__b64url_decode(seg, len, raw, &n) != 0) {
-        keel_free(raw);
+        if (raw != stack)
+            keel_free(raw);
         return keel_diag_set(diag, KEEL_EPARSE, 0, "%s is not base64url", what);
+    }
+    json_t *v = fj_parse_object((const char *)raw, n);
+    if (v != NULL) {
+        if (raw != stack)
+            keel_free(raw);
+        *out = v;
+        return KEEL_OK;
     }
     json_error_t jerr;
     memset(&jerr, 0, sizeof(jerr)); /* jansson leaves it untouched when lex_init fails */
-    json_t *v = json_loadb((const char *)raw, n, JSON_REJECT_DUPLICATES, &jerr);
-    keel_free(raw);
+    v = json_loadb((const char *)raw, n, JSON_REJECT_DUPLICATES, &jerr);
+    if (raw != stack)
+        keel_free(raw);
     if (v == NULL) {
         enum json_error_code code = json_error_code(&jerr);
         /* jansson reports a failed lexer allocation as an unknown error without text. */
@@ -694,6 +973,14 @@ static void hdr_memo_store(const char *seg, size_t len, keel_jwt_alg alg, const 
         memcpy(tl_hdr.kid, kid, kl + 1);
 }
 
+/* The base64url alphabet (RFC 4648 section 5), as keel__b64_value(c, 1) >= 0, inlined for
+ * the per-character scan of the whole token. */
+static int b64url_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_';
+}
+
 keel_err keel_jwt_verify(const keel_jwt_keyset *ks, const keel_jwt_policy *policy,
                          const char *token, size_t len, uint64_t now_s, json_t **out_claims,
                          keel_diag *diag)
@@ -716,7 +1003,7 @@ keel_err keel_jwt_verify(const keel_jwt_keyset *ks, const keel_jwt_policy *polic
             if (ndots == 2)
                 return keel_diag_set(diag, KEEL_EPARSE, i, "token has more than three segments");
             dot[ndots++] = i;
-        } else if (keel__b64_value(c, 1) < 0) {
+        } else if (!b64url_char(c)) {
             return keel_diag_set(diag, KEEL_EPARSE, i, "invalid character in token");
         }
     }

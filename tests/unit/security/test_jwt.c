@@ -13,6 +13,9 @@
 
 #include "security/jwt_int.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #define NOW 1700000100u /* fixtures: iat = nbf = 1700000000, exp = 1700000900 */
 #define SECRET "keel-test-hs256-secret-0123456789abcdef"
 #define ISS "https://auth.keel.test"
@@ -546,6 +549,232 @@ static void test_oom(void **state)
     keel_jwt_keyset_destroy(ks);
 }
 
+/* Reference strict base64url decoder, one character at a time (the shape of the original
+ * decoder): -1 on any error, else the length. */
+static long ref_b64url(const char *in, size_t len, unsigned char *out)
+{
+    static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    if (len % 4 == 1)
+        return -1;
+    uint32_t acc = 0;
+    unsigned bits = 0;
+    long o = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *at = in[i] != '\0' ? strchr(alpha, in[i]) : NULL;
+        if (at == NULL)
+            return -1;
+        acc = (acc << 6 | (uint32_t)(at - alpha)) & 0xffffffu;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits & 0xffu);
+        }
+    }
+    if (bits > 0 && (acc & ((1u << bits) - 1u)) != 0)
+        return -1;
+    return o;
+}
+
+/* The table-driven decoder agrees with the reference for every byte value at every
+ * position of inputs of each length class, and round-trips every length 0..64. */
+static void test_b64url_decode_exhaustive(void **state)
+{
+    (void)state;
+    unsigned char raw[64], back[64], want[64];
+    char enc[128];
+    for (size_t n = 0; n <= sizeof(raw); n++) {
+        for (size_t i = 0; i < n; i++)
+            raw[i] = (unsigned char)(i * 37u + n);
+        size_t el = keel__b64url_encode(raw, n, enc);
+        size_t got = 99;
+        assert_int_equal(0, keel__b64url_decode(enc, el, back, &got));
+        assert_int_equal(n, got);
+        assert_memory_equal(raw, back, n);
+    }
+    const char *bases[] = {"Zm9vYmFy", "Zm9vYmE", "Zm9vYg", "Zm9vY", "", "QUJD-_8"};
+    for (size_t bi = 0; bi < sizeof(bases) / sizeof(bases[0]); bi++) {
+        size_t len = strlen(bases[bi]);
+        for (size_t pos = 0; pos < len; pos++) {
+            for (int c = 0; c < 256; c++) {
+                char in[16];
+                memcpy(in, bases[bi], len);
+                in[pos] = (char)c;
+                long w = ref_b64url(in, len, want);
+                size_t got = 0;
+                int r = keel__b64url_decode(in, len, back, &got);
+                assert_int_equal(w < 0 ? -1 : 0, r);
+                if (w >= 0) {
+                    assert_int_equal((size_t)w, got);
+                    assert_memory_equal(want, back, got);
+                }
+            }
+        }
+    }
+}
+
+/* "header.payload.sig" for raw payload bytes, signed with OpenSSL's one-shot HMAC() (an
+ * implementation independent of the pad-state one in jwt.c). */
+static char *raw_token(const void *key, size_t klen, const char *payload, size_t n)
+{
+    static const char hdr[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    size_t cap = keel__b64url_encoded_len(sizeof(hdr)) + keel__b64url_encoded_len(n) + 64;
+    char *t = calloc(1, cap);
+    assert_non_null(t);
+    size_t o = keel__b64url_encode((const unsigned char *)hdr, sizeof(hdr) - 1, t);
+    t[o++] = '.';
+    o += keel__b64url_encode((const unsigned char *)payload, n, t + o);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mlen = 0;
+    assert_non_null(HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)t, o, mac, &mlen));
+    assert_int_equal(32, mlen);
+    t[o++] = '.';
+    keel__b64url_encode(mac, mlen, t + o);
+    return t;
+}
+
+/* HS256 tags equal OpenSSL's HMAC() for keys shorter than, equal to and longer than the
+ * SHA-256 block (longer ones are hashed first), in both directions. */
+static void test_hmac_key_lengths(void **state)
+{
+    (void)state;
+    size_t lens[] = {32, 63, 64, 65, 131, 4096};
+    unsigned char *key = malloc(4096);
+    assert_non_null(key);
+    for (size_t i = 0; i < 4096; i++)
+        key[i] = (unsigned char)(i * 7u + 3u);
+    keel_jwt_policy p;
+    keel_jwt_policy_default(&p);
+    for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+        size_t kl = lens[li];
+        keel_jwt_keyset *ks;
+        ASSERT_OK(keel_jwt_keyset_create(&ks));
+        ASSERT_OK(keel_jwt_keyset_add_hmac(ks, NULL, key, kl,
+                                           KEEL_JWT_KEY_SIGN | KEEL_JWT_KEY_VERIFY));
+        /* our signature == HMAC() over the signing input */
+        json_t *c = json_pack("{s:s, s:i}", "sub", "u", "exp", 5000);
+        char *tok = NULL;
+        ASSERT_OK(keel_jwt_sign(ks, c, &tok));
+        const char *last = strrchr(tok, '.');
+        assert_non_null(last);
+        unsigned char mac[EVP_MAX_MD_SIZE], sig[64];
+        unsigned int mlen = 0;
+        size_t slen = 0;
+        assert_non_null(HMAC(EVP_sha256(), key, (int)kl, (const unsigned char *)tok,
+                             (size_t)(last - tok), mac, &mlen));
+        assert_int_equal(0, keel__b64url_decode(last + 1, strlen(last + 1), sig, &slen));
+        assert_int_equal(32, slen);
+        assert_memory_equal(mac, sig, 32);
+        /* a token signed by HMAC() verifies; one signed with the last key byte changed
+         * does not */
+        const char payload[] = "{\"sub\":\"u\",\"exp\":5000}";
+        char *t2 = raw_token(key, kl, payload, sizeof(payload) - 1);
+        json_t *out = NULL;
+        keel_diag d;
+        ASSERT_OK(keel_jwt_verify(ks, &p, t2, strlen(t2), 100, &out, &d));
+        assert_true(json_equal(out, c));
+        json_decref(out);
+        free(t2);
+        key[kl - 1] ^= 1u;
+        t2 = raw_token(key, kl, payload, sizeof(payload) - 1);
+        key[kl - 1] ^= 1u;
+        assert_int_equal(KEEL_EDENIED, keel_jwt_verify(ks, &p, t2, strlen(t2), 100, &out, &d));
+        assert_string_equal("bad signature", d.msg);
+        assert_null(out);
+        free(t2);
+        keel_free(tok);
+        json_decref(c);
+        keel_jwt_keyset_destroy(ks);
+    }
+    free(key);
+}
+
+/* The payload parser's fast path must give exactly what json_loadb(JSON_REJECT_DUPLICATES)
+ * gives: the same value (types included) or a parse error, for every shape it handles
+ * and every shape it hands back to jansson. */
+static void check_payload(keel_jwt_keyset *ks, const char *raw, size_t n)
+{
+    keel_jwt_policy p;
+    keel_jwt_policy_default(&p);
+    p.require_exp = 0;
+    p.max_len = KEEL_JWT_MAX_LEN_LIMIT;
+    char *tok = raw_token(SECRET, strlen(SECRET), raw, n);
+    json_t *want = json_loadb(raw, n, JSON_REJECT_DUPLICATES, NULL);
+    json_t *out = NULL;
+    keel_diag d;
+    keel_err e = keel_jwt_verify(ks, &p, tok, strlen(tok), NOW, &out, &d);
+    if (want == NULL || !json_is_object(want)) {
+        if (e != KEEL_EPARSE)
+            fail_msg("payload %.80s: expected EPARSE, got %d", raw, (int)e);
+        assert_null(out);
+    } else {
+        if (e != KEEL_OK)
+            fail_msg("payload %.80s: expected OK, got %d (%s)", raw, (int)e, d.msg);
+        if (!json_equal(out, want))
+            fail_msg("payload %.80s: value differs from jansson's", raw);
+    }
+    json_decref(out);
+    json_decref(want);
+    free(tok);
+}
+
+static void test_payload_parse_matches_jansson(void **state)
+{
+    (void)state;
+    keel_jwt_keyset *ks = hs_keyset();
+    static const char *cases[] = {
+        "{}", " {\t}\r\n", "{\"a\":1}", "{\"a\":-0}", "{\"a\":0}", "{\"a\":01}", "{\"a\":-}",
+        "{\"a\":-01}", "{\"a\":1.5}", "{\"a\":1e3}", "{\"a\":1E3}", "{\"a\":1.}", "{\"a\":.5}",
+        "{\"a\":+1}", "{\"a\":123456789012345678}", "{\"a\":-123456789012345678}",
+        "{\"a\":1234567890123456789}", "{\"a\":9223372036854775807}",
+        "{\"a\":-9223372036854775808}", "{\"a\":9223372036854775808}",
+        "{\"a\":99999999999999999999}", "{\"a\":1e400}", "{\"a\":1-2}",
+        "{\"a\":\"x\\\"y\\\\z\\/\\b\\f\\n\\r\\t\"}", "{\"a\":\"\\u00e9\"}",
+        "{\"a\":\"\xc3\xa9\"}", "{\"a\":\"\xc3\"}", "{\"a\":\"\xed\xa0\x80\"}",
+        "{\"a\":\"\\u0000\"}", "{\"a\":\"\\ud800\"}", "{\"a\":\"\\ud83d\\ude00\"}",
+        "{\"a\":\"tab\tin string\"}", "{\"a\":\"\\x\"}", "{\"a\":\"unterminated}",
+        "{\"a\":\"\x7f\"}", "{\"a\\nb\":1}", "{\"a\":1,\"a\":2}", "{\"a\":1,\"\\u0061\":2}",
+        "{\"a\":1,\"a\\/\":2}", "{\"\\/\":1,\"/\":2}", "{\"o\":{\"x\":1,\"x\":1}}",
+        "{\"l\":[{\"k\":1,\"k\":2}]}", "{\"l\":[{\"k\":1},{\"k\":2}]}", "{\"a\":1,}",
+        "{\"a\":[1,]}", "{\"a\":[,1]}", "{\"a\" 1}", "{\"a\":1}x", "{\"a\":1} \n",
+        "{\"a\":1}{}", "{\"a\":tru}", "{\"a\":truex}", "{\"a\":nul}", "{\"a\":falsey}",
+        "{\"a\":true,\"b\":false,\"c\":null}", "{\"a\":[true,false,null,\"s\",1,[],{}]}",
+        "[1]", "\"s\"", "1", "", " ", "{", "{\"a\"", "{\"a\":", "{\"a\":1", "{\"a\":[1",
+        "{\"\":1}", "{1:1}", "{'a':1}", "{\"a\":1 , \"b\" : [ 1 , 2 ] , \"c\" : { } }",
+        "\xef\xbb\xbf{}", "{\"a\":\n1}", "{\"roles\":[\"user\",\"admin\"],\"exp\":1700000900}",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        check_payload(ks, cases[i], strlen(cases[i]));
+    /* embedded NUL bytes */
+    check_payload(ks, "{\"a\":1}\0", 8);
+    check_payload(ks, "{\"a\":\"x\0y\"}", 11);
+    /* nesting past the fast path's depth, and past jansson's */
+    char *deep = malloc(6000);
+    assert_non_null(deep);
+    for (size_t depth = 30; depth <= 2100; depth = depth < 40 ? depth + 1 : depth * 2) {
+        size_t o = (size_t)snprintf(deep, 16, "{\"a\":");
+        for (size_t i = 0; i < depth; i++)
+            deep[o++] = '[';
+        for (size_t i = 0; i < depth; i++)
+            deep[o++] = ']';
+        deep[o++] = '}';
+        check_payload(ks, deep, o);
+    }
+    /* long strings: plain (decoded on the heap past the stack buffer) and with escapes
+     * past the unescape buffer */
+    for (size_t len = 250; len <= 4000; len += len < 270 ? 1 : 1000) {
+        size_t o = (size_t)snprintf(deep, 16, "{\"s\":\"");
+        for (size_t i = 0; i < len; i++)
+            deep[o++] = (char)('a' + i % 26);
+        memcpy(deep + o, "\"}", 2);
+        check_payload(ks, deep, o + 2);
+        deep[10] = '\\';
+        deep[11] = 'n';
+        check_payload(ks, deep, o + 2);
+    }
+    free(deep);
+    keel_jwt_keyset_destroy(ks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -560,6 +789,9 @@ int main(void)
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_access_refresh_separate_keys),
         cmocka_unit_test(test_oom),
+        cmocka_unit_test(test_hmac_key_lengths),
+        cmocka_unit_test(test_b64url_decode_exhaustive),
+        cmocka_unit_test(test_payload_parse_matches_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
