@@ -67,6 +67,8 @@ static keel_err map_sqlstate(const char *st)
         return KEEL_EIO;
     if (strncmp(st, "22", 2) == 0)
         return KEEL_EINVAL;
+    if (strcmp(st, "25006") == 0) /* read_only_sql_transaction: a standby or a read-only db */
+        return KEEL_EIO;
     if (strncmp(st, "25", 2) == 0)
         return KEEL_ESTATE;
     if (strncmp(st, "54", 2) == 0)

@@ -3,6 +3,8 @@
  * Engines are reached only through a keel__store_backend (store_int.h). */
 #include "keel_int.h"
 
+#include <stdatomic.h>
+
 #include "store_int.h"
 
 #include <limits.h>
@@ -51,7 +53,19 @@ struct keel_store {
     unsigned nout;    /* checked out */
     keel_series *g_size, *g_out, *g_over;
     keel_series *h_op[OP_COUNT];
+    /* Wall ms of the last write the database refused with an I/O error (disk full,
+     * read-only) and no successful write since; 0 = writes are fine.  Readiness reads it. */
+    _Atomic int64_t write_failed_ms;
 };
+
+/* A write or commit came back: remember a refusal, forget it on success. */
+static void note_write(keel_store *s, int rc)
+{
+    if (rc == KEEL_EIO)
+        atomic_store_explicit(&s->write_failed_ms, keel_time_wall_ms(), memory_order_relaxed);
+    else if (rc >= 0 && atomic_load_explicit(&s->write_failed_ms, memory_order_relaxed) != 0)
+        atomic_store_explicit(&s->write_failed_ms, 0, memory_order_relaxed);
+}
 
 void keel_store_config_default(keel_store_config *cfg)
 {
@@ -437,20 +451,64 @@ void keel_db_release(keel_db *db)
     pthread_mutex_unlock(&s->mu);
 }
 
+static keel_err db_exec_raw(keel_db *db, const char *sql, keel_diag *diag);
+
+/* After a refused write, readiness asks the database to take one: a one-row table written in
+ * a transaction.  Success clears the refusal (the disk has room again, the database is
+ * writable again); failure keeps the instance out of rotation. */
+static keel_err write_probe(keel_db *db, keel_diag *d)
+{
+    keel_err rc = db_exec_raw(db,
+                              "CREATE TABLE IF NOT EXISTS keel_health (id INTEGER PRIMARY KEY, "
+                              "at_ms BIGINT NOT NULL)",
+                              d);
+    if (rc != KEEL_OK || (rc = keel_db_begin(db)) != KEEL_OK)
+        return rc;
+    keel_stmt *st;
+    if ((rc = keel_db_prepare(db,
+                              "INSERT INTO keel_health (id, at_ms) VALUES (1, ?) "
+                              "ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+                              &st, d)) == KEEL_OK &&
+        (rc = keel_stmt_bind_int64(st, 1, keel_time_wall_ms())) == KEEL_OK) {
+        int r;
+        while ((r = keel_stmt_step(st, d)) == 1) {
+        }
+        rc = r < 0 ? (keel_err)r : KEEL_OK;
+    }
+    if (rc == KEEL_OK)
+        rc = keel_db_commit(db);
+    if (rc != KEEL_OK)
+        (void)keel_db_rollback(db);
+    return rc;
+}
+
 keel_err keel_store_ping(void *store, char *detail, size_t detail_len)
 {
     keel_store *s = store;
     keel_diag d = {KEEL_OK, 0, ""};
     keel_db *db = NULL;
+    int writes_refused = 0;
     keel_err rc = keel_db_acquire(s, &db, &d);
     if (rc == KEEL_OK) {
         rc = s->be->ping(db->conn, &d);
         if (rc == KEEL_EIO)
             db->io_error = true;
+        if (rc == KEEL_OK &&
+            atomic_load_explicit(&s->write_failed_ms, memory_order_relaxed) != 0) {
+            rc = write_probe(db, &d);
+            if (rc != KEEL_OK) {
+                writes_refused = 1;
+                rc = KEEL_EIO;
+            }
+        }
         keel_db_release(db);
     }
-    if (detail != NULL && detail_len > 0)
-        snprintf(detail, detail_len, "%s", rc == KEEL_OK ? "ok" : d.msg);
+    if (detail != NULL && detail_len > 0) {
+        if (writes_refused)
+            snprintf(detail, detail_len, "database refuses writes (disk full or read-only)");
+        else
+            snprintf(detail, detail_len, "%s", rc == KEEL_OK ? "ok" : d.msg);
+    }
     return rc;
 }
 
@@ -492,6 +550,8 @@ keel_err keel_db_commit(keel_db *db)
     else
         snprintf(sql, sizeof(sql), "RELEASE keel_sp_%u", db->depth - 1);
     keel_err rc = db_exec_raw(db, sql, NULL);
+    if (db->depth == 1)
+        note_write(db->s, rc);
     if (rc == KEEL_OK)
         db->depth--;
     return rc;
@@ -690,6 +750,9 @@ int keel_stmt_step(keel_stmt *st, keel_diag *diag)
         st->running = false;
         if (rc == KEEL_EIO)
             st->db->io_error = true;
+        /* Inside a transaction the commit decides; in autocommit the statement does. */
+        if (st->op != OP_SELECT && (rc == KEEL_EIO || st->db->depth == 0))
+            note_write(st->db->s, rc);
     }
     return rc;
 }

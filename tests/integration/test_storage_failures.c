@@ -1,11 +1,11 @@
 /* Integration: storage that fails under a running keeld.
  *
  *  - disk full: keeld's SQLite file lives on a small tmpfs of its own; the test fills it.
- *    Writes answer a 503 problem, reads keep working, no half-written row remains, and after
- *    space is freed writes succeed again without a restart.
+ *    Writes answer a 503 problem, reads keep working, readiness goes 503, no half-written row
+ *    remains, and after space is freed readiness and writes recover without a restart.
  *  - read-only: keeld's SQLite file lives on an ext4 image (loop device, errors=remount-ro);
  *    the test makes the kernel remount it read-only (ext4's trigger_fs_error).  Writes answer
- *    a 503 problem, reads keep working, nothing half-written remains.  (A tmpfs cannot be
+ *    a 503 problem, reads keep working, readiness goes 503, nothing half-written remains.  (A tmpfs cannot be
  *    remounted read-only while keeld holds the file open for writing, and on current kernels
  *    an emergency read-only ext4 cannot be made writable again, so recovery from read-only is
  *    not driven here; the disk-full case covers recovery of the same error path.)
@@ -256,11 +256,15 @@ static void test_disk_full(void **state)
 
     /* reads still work and show no half-written row */
     assert_int_equal(created, count_products());
-    /* readiness stays up: the database answers (reads are served); writes are refused */
-    assert_int_equal(200, ready_status(NULL, 0));
+    /* readiness goes 503: the database answers reads but refuses writes */
+    char body[2048];
+    assert_int_equal(503, ready_status(body, sizeof(body)));
+    assert_non_null(strstr(body, "refuses writes"));
 
-    /* space comes back: writes succeed again without a restart */
+    /* space comes back: readiness probes a write and recovers by itself, then writes
+     * succeed again, all without a restart */
     assert_int_equal(0, unlink(filler));
+    assert_int_equal(200, ready_status(NULL, 0));
     long_name(name, sizeof(name), "after", 0);
     assert_int_equal(201, post_product(name, NULL));
     created++;
@@ -331,6 +335,10 @@ static void test_read_only(void **state)
     assert_int_equal(503, post_product("ro-again", NULL));
     /* reads are still served, and the failed writes left nothing behind */
     assert_int_equal(2, count_products());
+    /* readiness is 503 while writes are refused */
+    char body[2048];
+    assert_int_equal(503, ready_status(body, sizeof(body)));
+    assert_non_null(strstr(body, "refuses writes"));
     /* keeld is still alive and answering */
     ASSERT_OK(keel_test_http(&srv, "GET", "/health/live", NULL, NULL, 0, &r));
     assert_int_equal(200, r.status);
