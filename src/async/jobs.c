@@ -16,6 +16,8 @@
  */
 #include "keel_int.h"
 
+#include "async_int.h"
+
 #include <keel/jobs.h>
 
 #include <pthread.h>
@@ -65,100 +67,11 @@ static int name_ok(const char *s)
     return 1;
 }
 
-/* Serialise v (NULL = JSON null) compactly into a keel_malloc'd string of at most max bytes.
- * json_dumpb writes into our own buffer, so nothing comes from jansson's allocator. */
-static keel_err json_to_text(const json_t *v, size_t max, char **out)
-{
-    *out = NULL;
-    json_t *null_v = NULL;
-    if (v == NULL) {
-        null_v = json_null();
-        v = null_v;
-    }
-    size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
-    size_t n = json_dumpb(v, NULL, 0, flags);
-    if (n == 0) {
-        json_decref(null_v);
-        return KEEL_EINVAL; /* unserialisable (NaN, invalid UTF-8 ...) */
-    }
-    if (n > max) {
-        json_decref(null_v);
-        return KEEL_ETOOBIG;
-    }
-    char *buf = keel_malloc(n + 1);
-    if (buf == NULL) {
-        json_decref(null_v);
-        return KEEL_ENOMEM;
-    }
-    size_t m = json_dumpb(v, buf, n, flags);
-    json_decref(null_v);
-    if (m != n) {
-        keel_free(buf);
-        return KEEL_EINTERNAL;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    return KEEL_OK;
-}
-
 static json_t *json_from_text(const char *s)
 {
     if (s == NULL)
         return NULL;
     return json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-}
-
-static int64_t ms_i64(uint64_t ms)
-{
-    /* Durations far beyond any realistic value are clamped so sums cannot overflow. */
-    const uint64_t cap = UINT64_C(1) << 52;
-    return (int64_t)(ms > cap ? cap : ms);
-}
-
-/* Bind helpers: stop at the first error. */
-typedef struct binder {
-    keel_stmt *st;
-    int idx;
-    keel_err err;
-} binder;
-
-static void b_text(binder *b, const char *s)
-{
-    if (b->err != KEEL_OK)
-        return;
-    b->idx++;
-    b->err = s == NULL ? keel_stmt_bind_null(b->st, b->idx)
-                       : keel_stmt_bind_text(b->st, b->idx, s, SIZE_MAX);
-}
-
-static void b_int(binder *b, int64_t v)
-{
-    if (b->err != KEEL_OK)
-        return;
-    b->idx++;
-    b->err = keel_stmt_bind_int64(b->st, b->idx, v);
-}
-
-/* Prepare sql on db and start a binder on it. */
-static keel_err prep(keel_db *db, const char *sql, binder *b, keel_diag *diag)
-{
-    b->st = NULL;
-    b->idx = 0;
-    b->err = keel_db_prepare(db, sql, &b->st, diag);
-    return b->err;
-}
-
-/* Step a bound statement that returns no row; *changes gets the affected row count. */
-static keel_err run_done(binder *b, int64_t *changes, keel_diag *diag)
-{
-    if (b->err != KEEL_OK)
-        return b->err;
-    int rc = keel_stmt_step(b->st, diag);
-    if (rc < 0)
-        return (keel_err)rc;
-    if (changes != NULL)
-        *changes = keel_stmt_changes(b->st);
-    return KEEL_OK;
 }
 
 static char *dup_col(const keel_stmt *st, int col)
@@ -236,7 +149,7 @@ static keel_err enqueue_prepare(const char *queue, const char *type, const json_
     }
     if (a->opts.max_retries > 1000)
         return keel_diag_set(diag, KEEL_EINVAL, 0, "keel_job_opts: max_retries above 1000");
-    keel_err e = json_to_text(payload, KEEL_JOBS_PAYLOAD_MAX, text);
+    keel_err e = keel__async_json_text(payload, KEEL_JOBS_PAYLOAD_MAX, text);
     if (e == KEEL_ETOOBIG)
         return keel_diag_set(diag, e, 0, "job payload larger than %u bytes",
                              (unsigned)KEEL_JOBS_PAYLOAD_MAX);
@@ -255,24 +168,24 @@ static keel_err enqueue_prepare(const char *queue, const char *type, const json_
 
 static keel_err insert_job(keel_db *db, const enqueue_args *a, keel_diag *diag)
 {
-    binder b;
-    if (prep(db,
+    keel__binder b;
+    if (keel__bind_prepare(db,
              "INSERT INTO keel_jobs (id, queue, type, payload, state, attempts, max_retries, "
              "time_limit_ms, run_at_ms, locked_until_ms, owner, result, error, created_at_ms, "
              "started_at_ms, finished_at_ms, updated_at_ms) VALUES "
              "(?, ?, ?, ?, 'PENDING', 0, ?, ?, ?, 0, NULL, NULL, NULL, ?, 0, 0, ?)",
              &b, diag) != KEEL_OK)
         return b.err;
-    b_text(&b, a->id);
-    b_text(&b, a->queue);
-    b_text(&b, a->type);
-    b_text(&b, a->payload);
-    b_int(&b, (int64_t)a->opts.max_retries);
-    b_int(&b, ms_i64(a->opts.time_limit_ms));
-    b_int(&b, a->now + ms_i64(a->opts.delay_ms));
-    b_int(&b, a->now);
-    b_int(&b, a->now);
-    return run_done(&b, NULL, diag);
+    keel__bind_text(&b, a->id);
+    keel__bind_text(&b, a->queue);
+    keel__bind_text(&b, a->type);
+    keel__bind_text(&b, a->payload);
+    keel__bind_int(&b, (int64_t)a->opts.max_retries);
+    keel__bind_int(&b, keel__async_ms(a->opts.time_limit_ms));
+    keel__bind_int(&b, a->now + keel__async_ms(a->opts.delay_ms));
+    keel__bind_int(&b, a->now);
+    keel__bind_int(&b, a->now);
+    return keel__bind_run(&b, NULL, diag);
 }
 
 static keel_err enqueue_tx(keel_db *db, void *ud)
@@ -347,8 +260,8 @@ keel_err keel_jobs_status(keel_store *s, const char *id, keel_job_status *out, k
     keel_err e = keel_db_acquire(s, &db, diag);
     if (e != KEEL_OK)
         return e;
-    binder b;
-    if (prep(db,
+    keel__binder b;
+    if (keel__bind_prepare(db,
              "SELECT queue, type, state, attempts, max_retries, payload, result, error, "
              "created_at_ms, started_at_ms, finished_at_ms, run_at_ms FROM keel_jobs "
              "WHERE id = ?",
@@ -356,7 +269,7 @@ keel_err keel_jobs_status(keel_store *s, const char *id, keel_job_status *out, k
         keel_db_release(db);
         return b.err;
     }
-    b_text(&b, id);
+    keel__bind_text(&b, id);
     int rc = b.err != KEEL_OK ? b.err : keel_stmt_step(b.st, diag);
     if (rc < 0) {
         e = (keel_err)rc;
@@ -409,12 +322,12 @@ keel_err keel_jobs_queue_depth(keel_store *s, const char *queue, int64_t *out, k
     keel_err e = keel_db_acquire(s, &db, diag);
     if (e != KEEL_OK)
         return e;
-    binder b;
-    if (prep(db,
+    keel__binder b;
+    if (keel__bind_prepare(db,
              "SELECT COUNT(*) FROM keel_jobs WHERE queue = ? AND state IN ('PENDING', "
              "'RETRY', 'STARTED')",
              &b, diag) == KEEL_OK) {
-        b_text(&b, queue);
+        keel__bind_text(&b, queue);
         int rc = b.err != KEEL_OK ? b.err : keel_stmt_step(b.st, diag);
         if (rc == 1)
             *out = keel_stmt_int64(b.st, 0);
@@ -553,23 +466,6 @@ static keel_err metrics_get(keel_jobs_pool *p)
     return e;
 }
 
-static keel_err default_owner(char **out)
-{
-    char host[128];
-    if (gethostname(host, sizeof(host)) != 0)
-        snprintf(host, sizeof(host), "localhost");
-    host[sizeof(host) - 1] = '\0';
-    unsigned char r[4];
-    keel_err e = keel_random_bytes(r, sizeof(r));
-    if (e != KEEL_OK)
-        return e;
-    char buf[200];
-    snprintf(buf, sizeof(buf), "%.120s:%ld:%02x%02x%02x%02x", host, (long)getpid(), r[0], r[1],
-             r[2], r[3]);
-    *out = keel_strdup(buf);
-    return *out == NULL ? KEEL_ENOMEM : KEEL_OK;
-}
-
 keel_err keel_jobs_pool_create(keel_jobs_pool **out, const keel_jobs_pool_config *cfg,
                                keel_diag *diag)
 {
@@ -615,7 +511,7 @@ keel_err keel_jobs_pool_create(keel_jobs_pool **out, const keel_jobs_pool_config
         p->owner = keel_strdup(cfg->worker_id);
         e = p->owner == NULL ? KEEL_ENOMEM : KEEL_OK;
     } else {
-        e = default_owner(&p->owner);
+        e = keel__async_owner(&p->owner);
     }
     if (e == KEEL_OK && p->queue == NULL)
         e = KEEL_ENOMEM;
@@ -720,33 +616,33 @@ static keel_err claim_fn(keel_db *db, void *ud)
     claimed_cleanup(&t->c);
 
     /* (1) Jobs whose lease expired on their last allowed attempt. */
-    binder b;
-    if (prep(db,
+    keel__binder b;
+    if (keel__bind_prepare(db,
              "UPDATE keel_jobs SET state = 'FAILURE', error = ?, owner = NULL, "
              "locked_until_ms = 0, finished_at_ms = ?, updated_at_ms = ? WHERE queue = ? AND "
              "state = 'STARTED' AND locked_until_ms <= ? AND attempts > max_retries",
              &b, NULL) != KEEL_OK)
         return b.err;
-    b_text(&b, JOBS_LOST_ERROR);
-    b_int(&b, t->now);
-    b_int(&b, t->now);
-    b_text(&b, p->queue);
-    b_int(&b, t->now);
-    keel_err e = run_done(&b, &t->reaped, NULL);
+    keel__bind_text(&b, JOBS_LOST_ERROR);
+    keel__bind_int(&b, t->now);
+    keel__bind_int(&b, t->now);
+    keel__bind_text(&b, p->queue);
+    keel__bind_int(&b, t->now);
+    keel_err e = keel__bind_run(&b, &t->reaped, NULL);
     if (e != KEEL_OK)
         return e;
 
     /* (2) The oldest due job: waiting, retrying, or started with an expired lease. */
-    if (prep(db,
+    if (keel__bind_prepare(db,
              "SELECT id, attempts, time_limit_ms, type, payload, max_retries FROM keel_jobs "
              "WHERE queue = ? AND ((state IN ('PENDING', 'RETRY') AND run_at_ms <= ?) OR "
              "(state = 'STARTED' AND locked_until_ms <= ?)) "
              "ORDER BY run_at_ms, created_at_ms LIMIT 1 {skip_locked}",
              &b, NULL) != KEEL_OK)
         return b.err;
-    b_text(&b, p->queue);
-    b_int(&b, t->now);
-    b_int(&b, t->now);
+    keel__bind_text(&b, p->queue);
+    keel__bind_int(&b, t->now);
+    keel__bind_int(&b, t->now);
     if (b.err != KEEL_OK)
         return b.err;
     int rc = keel_stmt_step(b.st, NULL);
@@ -764,30 +660,30 @@ static keel_err claim_fn(keel_db *db, void *ud)
     if (t->c.type == NULL || t->c.payload == NULL)
         return KEEL_ENOMEM;
     if (limit <= 0)
-        limit = ms_i64(p->default_limit_ms);
+        limit = keel__async_ms(p->default_limit_ms);
     t->c.attempt = prev + 1;
     t->c.limit_ms = limit;
     t->c.started = t->now;
     t->c.deadline = t->now + limit;
-    int64_t lease = KEEL_MIN(ms_i64(p->lease_ms), limit);
+    int64_t lease = KEEL_MIN(keel__async_ms(p->lease_ms), limit);
 
     /* (3) Take it: STARTED, next attempt, our lease.  A lease-expired row records why. */
-    if (prep(db,
+    if (keel__bind_prepare(db,
              "UPDATE keel_jobs SET error = CASE WHEN state = 'STARTED' THEN ? ELSE error END, "
              "state = 'STARTED', attempts = ?, owner = ?, locked_until_ms = ?, "
              "started_at_ms = ?, updated_at_ms = ? WHERE id = ? AND attempts = ?",
              &b, NULL) != KEEL_OK)
         return b.err;
-    b_text(&b, JOBS_LOST_ERROR);
-    b_int(&b, t->c.attempt);
-    b_text(&b, p->owner);
-    b_int(&b, t->now + lease);
-    b_int(&b, t->now);
-    b_int(&b, t->now);
-    b_text(&b, t->c.id);
-    b_int(&b, prev);
+    keel__bind_text(&b, JOBS_LOST_ERROR);
+    keel__bind_int(&b, t->c.attempt);
+    keel__bind_text(&b, p->owner);
+    keel__bind_int(&b, t->now + lease);
+    keel__bind_int(&b, t->now);
+    keel__bind_int(&b, t->now);
+    keel__bind_text(&b, t->c.id);
+    keel__bind_int(&b, prev);
     int64_t changes = 0;
-    if ((e = run_done(&b, &changes, NULL)) != KEEL_OK)
+    if ((e = keel__bind_run(&b, &changes, NULL)) != KEEL_OK)
         return e;
     t->found = changes == 1;
     return KEEL_OK;
@@ -811,55 +707,55 @@ typedef struct finish_tx {
 static keel_err finish_fn(keel_db *db, void *ud)
 {
     finish_tx *t = ud;
-    binder b;
+    keel__binder b;
     keel_err e;
     switch (t->out) {
     case OUT_SUCCESS:
-        e = prep(db,
+        e = keel__bind_prepare(db,
                  "UPDATE keel_jobs SET state = 'SUCCESS', result = ?, error = NULL, owner = NULL, "
                  "locked_until_ms = 0, finished_at_ms = ?, updated_at_ms = ? WHERE id = ? AND "
                  "attempts = ? AND state = 'STARTED'",
                  &b, NULL);
-        b_text(&b, t->result);
-        b_int(&b, t->now);
-        b_int(&b, t->now);
+        keel__bind_text(&b, t->result);
+        keel__bind_int(&b, t->now);
+        keel__bind_int(&b, t->now);
         break;
     case OUT_FAILURE:
-        e = prep(db,
+        e = keel__bind_prepare(db,
                  "UPDATE keel_jobs SET state = 'FAILURE', error = ?, owner = NULL, "
                  "locked_until_ms = 0, finished_at_ms = ?, updated_at_ms = ? WHERE id = ? AND "
                  "attempts = ? AND state = 'STARTED'",
                  &b, NULL);
-        b_text(&b, t->error);
-        b_int(&b, t->now);
-        b_int(&b, t->now);
+        keel__bind_text(&b, t->error);
+        keel__bind_int(&b, t->now);
+        keel__bind_int(&b, t->now);
         break;
     case OUT_RETRY:
-        e = prep(db,
+        e = keel__bind_prepare(db,
                  "UPDATE keel_jobs SET state = 'RETRY', error = ?, owner = NULL, "
                  "locked_until_ms = 0, run_at_ms = ?, updated_at_ms = ? WHERE id = ? AND "
                  "attempts = ? AND state = 'STARTED'",
                  &b, NULL);
-        b_text(&b, t->error);
-        b_int(&b, t->run_at);
-        b_int(&b, t->now);
+        keel__bind_text(&b, t->error);
+        keel__bind_int(&b, t->run_at);
+        keel__bind_int(&b, t->now);
         break;
     default: /* OUT_RELEASE: give the attempt back */
-        e = prep(db,
+        e = keel__bind_prepare(db,
                  "UPDATE keel_jobs SET state = CASE WHEN attempts > 1 THEN 'RETRY' ELSE "
                  "'PENDING' END, attempts = attempts - 1, owner = NULL, locked_until_ms = 0, "
                  "run_at_ms = ?, updated_at_ms = ? WHERE id = ? AND attempts = ? AND "
                  "state = 'STARTED'",
                  &b, NULL);
-        b_int(&b, t->now);
-        b_int(&b, t->now);
+        keel__bind_int(&b, t->now);
+        keel__bind_int(&b, t->now);
         break;
     }
     if (e != KEEL_OK)
         return e;
-    b_text(&b, t->c->id);
-    b_int(&b, t->c->attempt);
-    return run_done(&b, &t->changes, NULL);
+    keel__bind_text(&b, t->c->id);
+    keel__bind_int(&b, t->c->attempt);
+    return keel__bind_run(&b, &t->changes, NULL);
 }
 
 /* Retry delay after failed attempt number `attempt` (1-based). */
@@ -875,7 +771,7 @@ static int64_t backoff_ms(const keel_jobs_pool *p, int64_t attempt)
         if (keel_random_bytes(&r, sizeof(r)) == KEEL_OK)
             d = d - d / 2 + r % (d / 2 + 1); /* uniform in [d - d/2, d] */
     }
-    return ms_i64(d);
+    return keel__async_ms(d);
 }
 
 /* Record the outcome, retrying a few times on transient store errors: an outcome that cannot
@@ -967,7 +863,7 @@ static void run_claimed(keel_jobs_pool *p, claimed *c, slot *s)
     char *rtext = NULL;
     f.now = pool_now(p);
     if (e == KEEL_OK) {
-        keel_err je = json_to_text(result, KEEL_JOBS_PAYLOAD_MAX, &rtext);
+        keel_err je = keel__async_json_text(result, KEEL_JOBS_PAYLOAD_MAX, &rtext);
         if (je == KEEL_OK) {
             f.out = OUT_SUCCESS;
             f.result = rtext;
@@ -1034,17 +930,6 @@ keel_err keel_jobs_run_once(keel_jobs_pool *p, int *ran, keel_diag *diag)
 
 /* -------------------------------------------------------------- threads -- */
 
-static struct timespec deadline_after(uint64_t ms)
-{
-    if (ms > UINT64_C(86400000))
-        ms = UINT64_C(86400000);
-    uint64_t at = keel_time_mono_ns() + ms * 1000000u;
-    struct timespec ts;
-    ts.tv_sec = (time_t)(at / 1000000000u);
-    ts.tv_nsec = (long)(at % 1000000000u);
-    return ts;
-}
-
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -1072,7 +957,7 @@ static void *worker_main(void *arg)
         }
         /* Nothing due (or a store error): wait for a wake-up or the next poll. */
         pthread_mutex_lock(&p->mu);
-        struct timespec dl = deadline_after(p->poll_ms);
+        struct timespec dl = keel__async_deadline(p->poll_ms);
         if (!atomic_load(&p->stopping))
             (void)pthread_cond_timedwait(&p->wake, &p->mu, &dl);
         pthread_mutex_unlock(&p->mu);
@@ -1092,18 +977,18 @@ static void heartbeat_one(keel_jobs_pool *p, const char *id, int64_t attempt, in
     if (keel_db_acquire(p->store, &db, NULL) != KEEL_OK)
         return;
     int64_t now = pool_now(p);
-    int64_t until = KEEL_MIN(now + ms_i64(p->lease_ms), deadline);
-    binder b;
-    if (prep(db,
+    int64_t until = KEEL_MIN(now + keel__async_ms(p->lease_ms), deadline);
+    keel__binder b;
+    if (keel__bind_prepare(db,
              "UPDATE keel_jobs SET locked_until_ms = ? WHERE id = ? AND attempts = ? AND "
              "state = 'STARTED' AND locked_until_ms > ?",
              &b, NULL) == KEEL_OK) {
-        b_int(&b, until);
-        b_text(&b, id);
-        b_int(&b, attempt);
-        b_int(&b, now);
+        keel__bind_int(&b, until);
+        keel__bind_text(&b, id);
+        keel__bind_int(&b, attempt);
+        keel__bind_int(&b, now);
         int64_t changes = 0;
-        if (run_done(&b, &changes, NULL) == KEEL_OK && changes == 0)
+        if (keel__bind_run(&b, &changes, NULL) == KEEL_OK && changes == 0)
             atomic_store(&s->lost, 1);
     }
     keel_db_release(db);
@@ -1146,7 +1031,7 @@ static void *housekeeping_main(void *arg)
             last_depth = mono;
         }
         pthread_mutex_lock(&p->mu);
-        struct timespec dl = deadline_after(period);
+        struct timespec dl = keel__async_deadline(period);
         if (!p->hk_quit)
             (void)pthread_cond_timedwait(&p->wake, &p->mu, &dl);
     }
@@ -1244,7 +1129,7 @@ keel_err keel_jobs_pool_stop(keel_jobs_pool *p, uint64_t timeout_ms)
     atomic_store(&p->stopping, 1);
     pthread_mutex_lock(&p->mu);
     pthread_cond_broadcast(&p->wake);
-    struct timespec dl = deadline_after(timeout_ms);
+    struct timespec dl = keel__async_deadline(timeout_ms);
     keel_err e = KEEL_OK;
     while (p->alive > 0) {
         if (timeout_ms == 0) {

@@ -11,6 +11,8 @@
  */
 #include "keel_int.h"
 
+#include "async_int.h"
+
 #include <keel/outbox.h>
 
 #include <pthread.h>
@@ -36,87 +38,6 @@ static int type_ok(const char *s)
         if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
             return 0;
     return 1;
-}
-
-/* Compact JSON of v (NULL = null) in a keel_malloc'd string of at most max bytes; written by
- * json_dumpb into our own buffer so nothing is allocated by jansson. */
-static keel_err json_to_text(const json_t *v, size_t max, char **out)
-{
-    *out = NULL;
-    json_t *null_v = NULL;
-    if (v == NULL) {
-        null_v = json_null();
-        v = null_v;
-    }
-    size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
-    size_t n = json_dumpb(v, NULL, 0, flags);
-    keel_err e = KEEL_OK;
-    if (n == 0)
-        e = KEEL_EINVAL;
-    else if (n > max)
-        e = KEEL_ETOOBIG;
-    char *buf = e == KEEL_OK ? keel_malloc(n + 1) : NULL;
-    if (e == KEEL_OK && buf == NULL)
-        e = KEEL_ENOMEM;
-    if (e == KEEL_OK && json_dumpb(v, buf, n, flags) != n)
-        e = KEEL_EINTERNAL;
-    json_decref(null_v);
-    if (e != KEEL_OK) {
-        keel_free(buf);
-        return e;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    return KEEL_OK;
-}
-
-static int64_t ms_i64(uint64_t ms)
-{
-    const uint64_t cap = UINT64_C(1) << 52;
-    return (int64_t)(ms > cap ? cap : ms);
-}
-
-typedef struct binder {
-    keel_stmt *st;
-    int idx;
-    keel_err err;
-} binder;
-
-static void b_text(binder *b, const char *s)
-{
-    if (b->err != KEEL_OK)
-        return;
-    b->idx++;
-    b->err = s == NULL ? keel_stmt_bind_null(b->st, b->idx)
-                       : keel_stmt_bind_text(b->st, b->idx, s, SIZE_MAX);
-}
-
-static void b_int(binder *b, int64_t v)
-{
-    if (b->err != KEEL_OK)
-        return;
-    b->idx++;
-    b->err = keel_stmt_bind_int64(b->st, b->idx, v);
-}
-
-static keel_err prep(keel_db *db, const char *sql, binder *b, keel_diag *diag)
-{
-    b->st = NULL;
-    b->idx = 0;
-    b->err = keel_db_prepare(db, sql, &b->st, diag);
-    return b->err;
-}
-
-static keel_err run_done(binder *b, int64_t *changes, keel_diag *diag)
-{
-    if (b->err != KEEL_OK)
-        return b->err;
-    int rc = keel_stmt_step(b->st, diag);
-    if (rc < 0)
-        return (keel_err)rc;
-    if (changes != NULL)
-        *changes = keel_stmt_changes(b->st);
-    return KEEL_OK;
 }
 
 /* ============================================================== schema == */
@@ -162,7 +83,7 @@ keel_err keel_outbox_add(keel_db *db, const char *type, const json_t *payload,
         return keel_diag_set(diag, KEEL_ESTATE, 0,
                              "keel_outbox_add needs the caller's open transaction");
     char *text;
-    keel_err e = json_to_text(payload, KEEL_OUTBOX_PAYLOAD_MAX, &text);
+    keel_err e = keel__async_json_text(payload, KEEL_OUTBOX_PAYLOAD_MAX, &text);
     if (e == KEEL_ETOOBIG)
         return keel_diag_set(diag, e, 0, "outbox payload larger than %u bytes",
                              (unsigned)KEEL_OUTBOX_PAYLOAD_MAX);
@@ -173,16 +94,16 @@ keel_err keel_outbox_add(keel_db *db, const char *type, const json_t *payload,
         keel_free(text);
         return keel_diag_set(diag, e, 0, "no randomness for the outbox id");
     }
-    binder b;
-    if (prep(db,
+    keel__binder b;
+    if (keel__bind_prepare(db,
              "INSERT INTO keel_outbox (id, type, payload, created_at_ms, published_at_ms, "
              "attempts, locked_until_ms) VALUES (?, ?, ?, ?, NULL, 0, 0)",
              &b, diag) == KEEL_OK) {
-        b_text(&b, id);
-        b_text(&b, type);
-        b_text(&b, text);
-        b_int(&b, keel_time_wall_ms());
-        e = run_done(&b, NULL, diag);
+        keel__bind_text(&b, id);
+        keel__bind_text(&b, type);
+        keel__bind_text(&b, text);
+        keel__bind_int(&b, keel_time_wall_ms());
+        e = keel__bind_run(&b, NULL, diag);
     } else {
         e = b.err;
     }
@@ -225,14 +146,14 @@ typedef struct purge_tx {
 static keel_err purge_fn(keel_db *db, void *ud)
 {
     purge_tx *t = ud;
-    binder b;
-    if (prep(db,
+    keel__binder b;
+    if (keel__bind_prepare(db,
              "DELETE FROM keel_outbox WHERE published_at_ms IS NOT NULL AND "
              "published_at_ms <= ?",
              &b, NULL) != KEEL_OK)
         return b.err;
-    b_int(&b, t->before);
-    return run_done(&b, &t->deleted, NULL);
+    keel__bind_int(&b, t->before);
+    return keel__bind_run(&b, &t->deleted, NULL);
 }
 
 keel_err keel_outbox_purge(keel_store *s, uint64_t older_than_ms, int64_t *deleted,
@@ -242,7 +163,7 @@ keel_err keel_outbox_purge(keel_store *s, uint64_t older_than_ms, int64_t *delet
         *deleted = 0;
     if (s == NULL)
         return keel_diag_set(diag, KEEL_EINVAL, 0, "keel_outbox_purge: store is NULL");
-    purge_tx t = {keel_time_wall_ms() - ms_i64(older_than_ms), 0};
+    purge_tx t = {keel_time_wall_ms() - keel__async_ms(older_than_ms), 0};
     keel_err e = keel_store_tx(s, purge_fn, &t, diag);
     if (e == KEEL_OK && deleted != NULL)
         *deleted = t.deleted;
@@ -297,23 +218,6 @@ void keel_outbox_relay_config_default(keel_outbox_relay_config *cfg)
     cfg->backoff_max_ms = 30000;
 }
 
-static keel_err default_owner(char **out)
-{
-    char host[128];
-    if (gethostname(host, sizeof(host)) != 0)
-        snprintf(host, sizeof(host), "localhost");
-    host[sizeof(host) - 1] = '\0';
-    unsigned char rnd[4];
-    keel_err e = keel_random_bytes(rnd, sizeof(rnd));
-    if (e != KEEL_OK)
-        return e;
-    char buf[200];
-    snprintf(buf, sizeof(buf), "%.120s:%ld:%02x%02x%02x%02x", host, (long)getpid(), rnd[0],
-             rnd[1], rnd[2], rnd[3]);
-    *out = keel_strdup(buf);
-    return *out == NULL ? KEEL_ENOMEM : KEEL_OK;
-}
-
 static void relay_free(keel_outbox_relay *r)
 {
     keel_free(r->owner);
@@ -359,7 +263,7 @@ keel_err keel_outbox_relay_create(keel_outbox_relay **out, const keel_outbox_rel
         r->owner = keel_strdup(cfg->owner);
         e = r->owner == NULL ? KEEL_ENOMEM : KEEL_OK;
     } else {
-        e = default_owner(&r->owner);
+        e = keel__async_owner(&r->owner);
     }
     if (e == KEEL_OK && cfg->metrics != NULL) {
         e = keel_metrics_counter(cfg->metrics, "outbox_published_total",
@@ -421,14 +325,14 @@ static keel_err claim_fn(keel_db *db, void *ud)
     claim_tx *t = ud;
     rows_clear(t->rows, t->n);
     t->n = 0;
-    binder b;
-    if (prep(db,
+    keel__binder b;
+    if (keel__bind_prepare(db,
              "SELECT seq, id, type, payload FROM keel_outbox WHERE published_at_ms IS NULL "
              "AND locked_until_ms <= ? ORDER BY seq LIMIT ? {skip_locked}",
              &b, NULL) != KEEL_OK)
         return b.err;
-    b_int(&b, t->now);
-    b_int(&b, (int64_t)t->r->batch);
+    keel__bind_int(&b, t->now);
+    keel__bind_int(&b, (int64_t)t->r->batch);
     if (b.err != KEEL_OK)
         return b.err;
     int rc = 0;
@@ -450,18 +354,18 @@ static keel_err claim_fn(keel_db *db, void *ud)
     }
     if (t->n < t->r->batch && rc < 0)
         return (keel_err)rc;
-    int64_t until = t->now + ms_i64(t->r->lease_ms);
+    int64_t until = t->now + keel__async_ms(t->r->lease_ms);
     for (size_t i = 0; i < t->n; i++) {
-        if (prep(db,
+        if (keel__bind_prepare(db,
                  "UPDATE keel_outbox SET owner = ?, claim = ?, locked_until_ms = ?, "
                  "attempts = attempts + 1 WHERE seq = ?",
                  &b, NULL) != KEEL_OK)
             return b.err;
-        b_text(&b, t->r->owner);
-        b_text(&b, t->claim);
-        b_int(&b, until);
-        b_int(&b, t->rows[i].seq);
-        keel_err e = run_done(&b, NULL, NULL);
+        keel__bind_text(&b, t->r->owner);
+        keel__bind_text(&b, t->claim);
+        keel__bind_int(&b, until);
+        keel__bind_int(&b, t->rows[i].seq);
+        keel_err e = keel__bind_run(&b, NULL, NULL);
         if (e != KEEL_OK)
             return e;
     }
@@ -483,43 +387,43 @@ typedef struct settle_tx {
 static keel_err settle_fn(keel_db *db, void *ud)
 {
     settle_tx *t = ud;
-    binder b;
+    keel__binder b;
     if (t->published) {
-        if (prep(db,
+        if (keel__bind_prepare(db,
                  "UPDATE keel_outbox SET published_at_ms = ?, owner = NULL, claim = NULL, "
                  "locked_until_ms = 0, last_error = NULL WHERE seq = ? AND claim = ? AND "
                  "published_at_ms IS NULL",
                  &b, NULL) != KEEL_OK)
             return b.err;
-        b_int(&b, t->now);
-        b_int(&b, t->seq);
-        b_text(&b, t->claim);
-        return run_done(&b, &t->changes, NULL);
+        keel__bind_int(&b, t->now);
+        keel__bind_int(&b, t->seq);
+        keel__bind_text(&b, t->claim);
+        return keel__bind_run(&b, &t->changes, NULL);
     }
     if (t->error != NULL) {
         /* The failed row keeps its attempt and records why. */
-        if (prep(db,
+        if (keel__bind_prepare(db,
                  "UPDATE keel_outbox SET owner = NULL, claim = NULL, locked_until_ms = 0, "
                  "last_error = ? WHERE seq = ? AND claim = ?",
                  &b, NULL) != KEEL_OK)
             return b.err;
-        b_text(&b, t->error);
-        b_int(&b, t->seq);
-        b_text(&b, t->claim);
-        keel_err e = run_done(&b, &t->changes, NULL);
+        keel__bind_text(&b, t->error);
+        keel__bind_int(&b, t->seq);
+        keel__bind_text(&b, t->claim);
+        keel_err e = keel__bind_run(&b, &t->changes, NULL);
         if (e != KEEL_OK || t->seq_last <= t->seq)
             return e;
     }
     /* Rows of the batch never attempted: give the claim (and the attempt) back. */
-    if (prep(db,
+    if (keel__bind_prepare(db,
              "UPDATE keel_outbox SET owner = NULL, claim = NULL, locked_until_ms = 0, "
              "attempts = attempts - 1 WHERE claim = ? AND seq > ? AND seq <= ?",
              &b, NULL) != KEEL_OK)
         return b.err;
-    b_text(&b, t->claim);
-    b_int(&b, t->error != NULL ? t->seq : t->seq - 1);
-    b_int(&b, t->seq_last);
-    return run_done(&b, NULL, NULL);
+    keel__bind_text(&b, t->claim);
+    keel__bind_int(&b, t->error != NULL ? t->seq : t->seq - 1);
+    keel__bind_int(&b, t->seq_last);
+    return keel__bind_run(&b, NULL, NULL);
 }
 
 static keel_err settle(keel_outbox_relay *r, settle_tx *t)
@@ -610,17 +514,6 @@ keel_err keel_outbox_relay_run_once(keel_outbox_relay *r, size_t *published, kee
 
 /* -------------------------------------------------------------- thread -- */
 
-static struct timespec deadline_after(uint64_t ms)
-{
-    if (ms > UINT64_C(86400000))
-        ms = UINT64_C(86400000);
-    uint64_t at = keel_time_mono_ns() + ms * 1000000u;
-    struct timespec ts;
-    ts.tv_sec = (time_t)(at / 1000000000u);
-    ts.tv_nsec = (long)(at % 1000000000u);
-    return ts;
-}
-
 static void *relay_main(void *arg)
 {
     keel_outbox_relay *r = arg;
@@ -642,7 +535,7 @@ static void *relay_main(void *arg)
             wait = r->poll_ms;
         }
         pthread_mutex_lock(&r->mu);
-        struct timespec dl = deadline_after(wait);
+        struct timespec dl = keel__async_deadline(wait);
         if (!atomic_load(&r->stopping))
             (void)pthread_cond_timedwait(&r->wake, &r->mu, &dl);
         pthread_mutex_unlock(&r->mu);
@@ -697,7 +590,7 @@ keel_err keel_outbox_relay_stop(keel_outbox_relay *r, uint64_t timeout_ms)
     atomic_store(&r->stopping, 1);
     pthread_mutex_lock(&r->mu);
     pthread_cond_broadcast(&r->wake);
-    struct timespec dl = deadline_after(timeout_ms);
+    struct timespec dl = keel__async_deadline(timeout_ms);
     while (!r->thread_done) {
         if (timeout_ms == 0) {
             pthread_cond_wait(&r->wake, &r->mu);
