@@ -309,6 +309,7 @@ int main(int argc, char **argv)
     sc.environment = st->environment_name;
     sc.name = st->project_name;
     sc.version = st->project_version;
+    sc.inline_check = keeld_inline_check;
     e = keel_server_create(&srv, &sc, router, chain, metrics, &d);
     if (e != KEEL_OK) {
         fatal("server", e, &d);

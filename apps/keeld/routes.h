@@ -58,6 +58,8 @@ keel_err keeld_auth_routes(keel_router *r, const keeld_app *app, keel_diag *diag
  * and rate_limit layer (per client IP on login/register; NULL when disabled).  Call after
  * keeld_routes_register(); both are the caller's until given to the chain. */
 keel_err keeld_auth_layers(keel_layer **auth, keel_layer **rate_limit, keel_diag *diag);
+/* keel_server_config.inline_check: cache-only GET /api/v1/users/me runs on the event loop. */
+int keeld_inline_check(keel_ctx *cx, void *ud);
 void keeld_auth_cleanup(void);
 /* Free what the routes allocated (after the server stopped). */
 void keeld_routes_cleanup(void);

@@ -139,6 +139,16 @@ KEEL_API keel_err keel_auth_parse_bearer(const char *value, keel_str *token);
  *  Thread-safety: any thread, like keel_jwt_verify(). */
 KEEL_API KEEL_NODISCARD keel_err keel_jwt_keyset_jwks(const keel_jwt_keyset *ks, json_t **out);
 
+/** 1 when running auth_layer (made by keel_mw_auth) on this request needs no I/O: the path is
+ *  excluded, the credentials are missing or invalid (answered at once), there is no session
+ *  check, or the token's session verdict is in the cache; 0 otherwise (or when auth_layer is
+ *  not an auth layer).  On 1, sub_out (if not NULL) receives the verified subject, "" when
+ *  there is none.  Costs one JWT verification.  Meant for a server's inline check
+ *  (keel_server_config.inline_check): requests whose data is all in memory can be answered
+ *  on the event loop instead of a worker thread.  Thread-safety: any thread. */
+KEEL_API int keel_auth_ready_inline(keel_layer *auth_layer, keel_ctx *cx, char *sub_out,
+                                    size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

@@ -203,6 +203,11 @@ typedef struct keel_server_config {
     const char *environment;       /* shown by GET / */
     const char *name;              /* project name shown by GET / */
     const char *version;           /* project version shown by GET / */
+    /* Optional: called on the event loop for a routed request that would go to the worker
+     * pool; returning 1 runs it right there instead (its data is all in memory, so nothing
+     * blocks).  Must be fast and must not block.  ud is borrowed. */
+    int (*inline_check)(keel_ctx *cx, void *ud);
+    void *inline_ud;
 } keel_server_config;
 
 KEEL_API void keel_server_config_default(keel_server_config *cfg);

@@ -501,6 +501,38 @@ void keel_auth_forget_session(keel_layer *auth_layer_, const char *sid)
 
 /* -------------------------------------------------------- role / scope -- */
 
+int keel_auth_ready_inline(keel_layer *auth_layer_, keel_ctx *cx, char *sub_out, size_t cap)
+{
+    if (sub_out != NULL && cap > 0)
+        sub_out[0] = '\0';
+    if (auth_layer_ == NULL || auth_layer_->call != auth_call || cx == NULL)
+        return 0;
+    auth_layer *l = (auth_layer *)auth_layer_;
+    if (keel_req_is_preflight(cx) || path_excluded(l, keel_req_path(cx)))
+        return 1;
+    keel_str token;
+    if (keel_auth_parse_bearer(keel_req_header(cx, "Authorization"), &token) != KEEL_OK)
+        return 1; /* answered 401 without I/O */
+    json_t *claims = NULL;
+    uint64_t now_s = (uint64_t)(keel_time_wall_ms() / 1000);
+    if (keel_jwt_verify(l->keys, &l->policy, token.ptr, token.len, now_s, &claims, NULL) !=
+        KEEL_OK)
+        return 1; /* answered 401 without I/O (or out of memory: the layer will say so) */
+    const char *sub = json_string_value(json_object_get(claims, "sub"));
+    const char *sid = json_string_value(json_object_get(claims, "sid"));
+    int ready = l->session_check == NULL;
+    if (!ready && l->cache != NULL && sid != NULL) {
+        keel_buf b;
+        keel_buf_init(&b, 1);
+        ready = keel_cache_get(l->cache, keel_str_c(sid), &b) == KEEL_OK && b.len == 1;
+        keel_buf_cleanup(&b);
+    }
+    if (ready && sub != NULL && sub_out != NULL && cap > 0)
+        snprintf(sub_out, cap, "%s", sub);
+    json_decref(claims);
+    return ready;
+}
+
 const keel_principal *keel_ctx_principal(const keel_ctx *cx)
 {
     if (cx == NULL)

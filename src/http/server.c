@@ -377,7 +377,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return queue_response(cx);
     if (cx->state == CTX_QUEUED)
         return MHD_YES; /* spurious call while suspended */
-    if (cx->early_status == 0 && cx->match.found && !(cx->match.flags & KEEL_ROUTE_INLINE)) {
+    if (cx->early_status == 0 && cx->match.found && !(cx->match.flags & KEEL_ROUTE_INLINE) &&
+        !(s->cfg.inline_check != NULL && s->cfg.inline_check(cx, s->cfg.inline_ud))) {
         cx->state = CTX_QUEUED;
         MHD_suspend_connection(conn);
         if (enqueue(s, cx))

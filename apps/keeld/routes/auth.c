@@ -50,12 +50,16 @@ typedef struct auth_state {
     keel_limiter *ip_lim;   /* NULL = no per-IP limit */
     keel_limiter *acct_lim; /* NULL = no per-account limit */
     uint32_t session_cache_ms;
+    keel_cache *user_cache; /* sub -> user row for /users/me, as long as the session cache;
+                               NULL when AUTH_SESSION_CACHE_MS is 0 */
     keel_layer *auth_layer; /* borrowed: the chain owns it */
     keel_logger *sec_log;
     keel_logger *log;
 } auth_state;
 
 static auth_state g;
+
+static void forget_user(const char *id);
 
 /* ------------------------------------------------------------------ helpers -- */
 
@@ -460,6 +464,7 @@ static keel_err h_login(keel_ctx *cx, void *ud)
         if (keel_password_hash(&g.pw, json_string_value(pwv), json_string_length(pwv), phc,
                                sizeof(phc)) == KEEL_OK &&
             keel_db_acquire(g.store, &db, &d) == KEEL_OK) {
+            forget_user(u->id);
             if (users_set_password_hash(db, u->id, phc, &d) == KEEL_OK)
                 KEEL_LOG_INFO(g.log, "password hash of user %s upgraded to current parameters",
                               u->id);
@@ -670,6 +675,45 @@ static keel_err h_logout(keel_ctx *cx, void *ud)
 
 /* ------------------------------------------------------------------ users/me -- */
 
+/* The user row of /api/v1/users/me comes from a short cache (as long as the session-check
+ * cache, so a change shows within the same bound); role and password changes drop it. */
+static void forget_user(const char *id)
+{
+    if (g.user_cache != NULL && id != NULL) {
+        keel_err e = keel_cache_delete(g.user_cache, keel_str_c(id));
+        (void)e; /* absent is fine */
+    }
+}
+
+static int cached_user(const char *sub, user *out)
+{
+    if (g.user_cache == NULL)
+        return 0;
+    keel_buf b;
+    keel_buf_init(&b, sizeof(user));
+    int hit = keel_cache_get(g.user_cache, keel_str_c(sub), &b) == KEEL_OK &&
+              b.len == sizeof(user);
+    if (hit && out != NULL)
+        memcpy(out, b.ptr, sizeof(user));
+    keel_buf_cleanup(&b);
+    return hit;
+}
+
+/* keel_server_config.inline_check: GET /api/v1/users/me whose session verdict and user row are
+ * both cached needs no I/O, so it is answered on the event loop (no worker hand-off). */
+int keeld_inline_check(keel_ctx *cx, void *ud)
+{
+    (void)ud;
+    const char *route = keel_req_route(cx);
+    if (g.user_cache == NULL || route == NULL || strcmp(route, "/api/v1/users/me") != 0 ||
+        keel_req_method(cx) != KEEL_METHOD_GET)
+        return 0;
+    char sub[KEEL_UUID_SIZE + 1];
+    if (!keel_auth_ready_inline(g.auth_layer, cx, sub, sizeof(sub)))
+        return 0;
+    return sub[0] == '\0' || cached_user(sub, NULL);
+}
+
 static keel_err h_me(keel_ctx *cx, void *ud)
 {
     int v2 = (int)(intptr_t)ud;
@@ -684,12 +728,18 @@ static keel_err h_me(keel_ctx *cx, void *ud)
     int have_session = 0;
     keel_db *db;
     keel_diag d = {0};
-    e = keel_db_acquire(g.store, &db, &d);
-    if (e == KEEL_OK) {
+    if (!v2 && cached_user(p->sub, &u)) {
+        e = KEEL_OK;
+    } else if ((e = keel_db_acquire(g.store, &db, &d)) == KEEL_OK) {
         e = users_get(db, p->sub, &u, &d);
         if (e == KEEL_OK && v2 && p->sid != NULL && keel_uuid_valid(keel_str_c(p->sid)))
             have_session = sessions_get(db, p->sid, &s, &d) == KEEL_OK;
         keel_db_release(db);
+        if (e == KEEL_OK && g.user_cache != NULL) {
+            keel_err ce = keel_cache_set(g.user_cache, keel_str_c(u.id),
+                                         (keel_str){(const char *)&u, sizeof(u)});
+            (void)ce; /* not caching only costs a read */
+        }
     }
     if (e == KEEL_ENOTFOUND)
         return keel_resp_problem(cx, 404, NULL, "The user of this token no longer exists.",
@@ -818,6 +868,7 @@ static keel_err h_test_roles(keel_ctx *cx, void *ud)
         if (e == KEEL_OK)
             e = users_set_roles(db, u.id, roles, &d);
         keel_db_release(db);
+        forget_user(u.id);
     }
     if (e == KEEL_ENOTFOUND)
         return keel_resp_problem(cx, 404, NULL, "No user with this email.", NULL);
@@ -973,6 +1024,15 @@ keel_err keeld_auth_routes(keel_router *r, const keeld_app *app, keel_diag *diag
         as = &defaults;
     }
     g.session_cache_ms = as->session_cache_ms;
+    if (g.session_cache_ms > 0) {
+        keel_cache_config cc;
+        keel_cache_config_default(&cc);
+        cc.name = "users_me";
+        cc.max_entries = 10000;
+        cc.ttl_ms = g.session_cache_ms;
+        if ((e = keel_cache_create(&g.user_cache, &cc, diag)) != KEEL_OK)
+            return e;
+    }
     if ((e = make_limiter(app, "auth_ip", as->rate_limit_per_ip, as->rate_limit_window_s,
                           &g.ip_lim, diag)) != KEEL_OK ||
         (e = make_limiter(app, "auth_account", as->rate_limit_per_account,
@@ -1100,6 +1160,7 @@ void keeld_auth_settings_default(keeld_auth_settings *s)
 
 void keeld_auth_cleanup(void)
 {
+    keel_cache_destroy(g.user_cache);
     keel_limiter_destroy(g.ip_lim);
     keel_limiter_destroy(g.acct_lim);
     keel_jwt_keyset_destroy(g.access_ks);
