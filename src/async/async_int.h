@@ -15,8 +15,6 @@ keel_err keel__async_json_text(const json_t *v, size_t max, char **out);
 int64_t keel__async_ms(uint64_t ms);
 /* "<host>:<pid>:<8 hex>" for claims and leases, keel_malloc'd. */
 keel_err keel__async_owner(char **out);
-/* CLOCK_MONOTONIC deadline ms from now (capped at one day), for timed waits. */
-struct timespec keel__async_deadline(uint64_t ms);
 
 /* Bind parameters one after another; the first error sticks and later calls do nothing. */
 typedef struct keel__binder {

@@ -59,17 +59,6 @@ keel_err keel__async_owner(char **out)
     return *out == NULL ? KEEL_ENOMEM : KEEL_OK;
 }
 
-struct timespec keel__async_deadline(uint64_t ms)
-{
-    if (ms > UINT64_C(86400000))
-        ms = UINT64_C(86400000);
-    uint64_t at = keel_time_mono_ns() + ms * 1000000u;
-    struct timespec ts;
-    ts.tv_sec = (time_t)(at / 1000000000u);
-    ts.tv_nsec = (long)(at % 1000000000u);
-    return ts;
-}
-
 keel_err keel__bind_prepare(keel_db *db, const char *sql, keel__binder *b, keel_diag *diag)
 {
     b->st = NULL;

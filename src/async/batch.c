@@ -82,13 +82,7 @@ void keel_batch_config_default(keel_batch_config *cfg)
 
 static struct timespec deadline_after(uint64_t ms)
 {
-    if (ms == 0 || ms > BATCH_MAX_SLEEP_MS)
-        ms = BATCH_MAX_SLEEP_MS;
-    uint64_t at = keel_time_mono_ns() + ms * 1000000u;
-    struct timespec ts;
-    ts.tv_sec = (time_t)(at / 1000000000u);
-    ts.tv_nsec = (long)(at % 1000000000u);
-    return ts;
+    return keel__mono_deadline(ms == 0 ? UINT64_MAX : ms); /* 0: no limit */
 }
 
 static uint64_t now_ms(const keel_batch *b)
@@ -322,18 +316,11 @@ keel_err keel_batch_create(keel_batch **out, const keel_batch_config *cfg, keel_
         return keel_diag_set(d, e, 0, "cannot initialise the processor mutex");
     }
     b->thread_alive = true;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&b->thread, NULL, consumer_main, b);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = keel__thread_start(&b->thread, consumer_main, b, "batch");
     if (rc != 0) {
         batch_free(b, true);
         return keel_diag_set(d, KEEL_ENOMEM, 0, "cannot start the consumer thread");
     }
-#ifdef __linux__
-    pthread_setname_np(b->thread, "keel:batch");
-#endif
     *out = b;
     return KEEL_OK;
 }

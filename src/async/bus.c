@@ -35,7 +35,6 @@
 #define BUS_MAX_QUEUE ((size_t)1 << 20)
 #define BUS_MAX_SUBSCRIBERS ((size_t)1 << 16)
 /* Longest single wait: "no limit" in practice, and far from timespec overflow. */
-#define BUS_MAX_SLEEP_MS (UINT64_C(10) * 365 * 24 * 3600 * 1000)
 
 /* ------------------------------------------------------------------ events -- */
 
@@ -278,13 +277,7 @@ void keel_bus_config_default(keel_bus_config *cfg)
 /* Absolute CLOCK_MONOTONIC deadline ms from now; 0 means "no limit" (capped far away). */
 static struct timespec deadline_after(uint64_t ms)
 {
-    if (ms == 0 || ms > BUS_MAX_SLEEP_MS)
-        ms = BUS_MAX_SLEEP_MS;
-    uint64_t at = keel_time_mono_ns() + ms * 1000000u;
-    struct timespec ts;
-    ts.tv_sec = (time_t)(at / 1000000000u);
-    ts.tv_nsec = (long)(at % 1000000000u);
-    return ts;
+    return keel__mono_deadline(ms == 0 ? UINT64_MAX : ms); /* 0: no limit */
 }
 
 static void count_drop(keel_bus *b, const char *reason)
@@ -445,15 +438,12 @@ static keel_err start_workers(keel_bus *b)
     b->threads = keel_calloc(b->cfg.workers, sizeof(pthread_t));
     if (b->threads == NULL)
         return KEEL_ENOMEM;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     keel_err e = KEEL_OK;
     for (unsigned i = 0; i < b->cfg.workers; i++) {
         pthread_mutex_lock(&b->mu);
         b->alive++;
         pthread_mutex_unlock(&b->mu);
-        if (pthread_create(&b->threads[i], NULL, worker_main, b) != 0) {
+        if (keel__thread_start(&b->threads[i], worker_main, b, "bus") != 0) {
             pthread_mutex_lock(&b->mu);
             b->alive--;
             pthread_mutex_unlock(&b->mu);
@@ -461,11 +451,7 @@ static keel_err start_workers(keel_bus *b)
             break;
         }
         b->nthreads++;
-#ifdef __linux__
-        pthread_setname_np(b->threads[i], "keel:bus");
-#endif
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e != KEEL_OK) {
         pthread_mutex_lock(&b->mu);
         atomic_store(&b->state, BUS_STOPPED);

@@ -957,7 +957,7 @@ static void *worker_main(void *arg)
         }
         /* Nothing due (or a store error): wait for a wake-up or the next poll. */
         pthread_mutex_lock(&p->mu);
-        struct timespec dl = keel__async_deadline(p->poll_ms);
+        struct timespec dl = keel__mono_deadline(p->poll_ms);
         if (!atomic_load(&p->stopping))
             (void)pthread_cond_timedwait(&p->wake, &p->mu, &dl);
         pthread_mutex_unlock(&p->mu);
@@ -1031,7 +1031,7 @@ static void *housekeeping_main(void *arg)
             last_depth = mono;
         }
         pthread_mutex_lock(&p->mu);
-        struct timespec dl = keel__async_deadline(period);
+        struct timespec dl = keel__mono_deadline(period);
         if (!p->hk_quit)
             (void)pthread_cond_timedwait(&p->wake, &p->mu, &dl);
     }
@@ -1067,13 +1067,6 @@ keel_err keel_jobs_pool_start(keel_jobs_pool *p)
         return KEEL_EINVAL;
     if (p->state != POOL_IDLE)
         return KEEL_ESTATE;
-    sigset_t all, old;
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
     p->state = POOL_RUNNING;
     int rc = 0;
     for (unsigned i = 0; i < p->nthreads && rc == 0; i++) {
@@ -1083,7 +1076,7 @@ keel_err keel_jobs_pool_start(keel_jobs_pool *p)
         pthread_mutex_lock(&p->mu);
         p->alive++;
         pthread_mutex_unlock(&p->mu);
-        rc = pthread_create(&w->thread, NULL, worker_main, w);
+        rc = keel__thread_start(&w->thread, worker_main, w, "jobs");
         if (rc == 0) {
             w->started = true;
         } else {
@@ -1093,10 +1086,9 @@ keel_err keel_jobs_pool_start(keel_jobs_pool *p)
         }
     }
     if (rc == 0) {
-        rc = pthread_create(&p->hk, NULL, housekeeping_main, p);
+        rc = keel__thread_start(&p->hk, housekeeping_main, p, "jobs-hk");
         p->hk_started = rc == 0;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         atomic_store(&p->stopping, 1);
         pthread_mutex_lock(&p->mu);
@@ -1129,7 +1121,7 @@ keel_err keel_jobs_pool_stop(keel_jobs_pool *p, uint64_t timeout_ms)
     atomic_store(&p->stopping, 1);
     pthread_mutex_lock(&p->mu);
     pthread_cond_broadcast(&p->wake);
-    struct timespec dl = keel__async_deadline(timeout_ms);
+    struct timespec dl = keel__mono_deadline(timeout_ms);
     keel_err e = KEEL_OK;
     while (p->alive > 0) {
         if (timeout_ms == 0) {

@@ -535,7 +535,7 @@ static void *relay_main(void *arg)
             wait = r->poll_ms;
         }
         pthread_mutex_lock(&r->mu);
-        struct timespec dl = keel__async_deadline(wait);
+        struct timespec dl = keel__mono_deadline(wait);
         if (!atomic_load(&r->stopping))
             (void)pthread_cond_timedwait(&r->wake, &r->mu, &dl);
         pthread_mutex_unlock(&r->mu);
@@ -553,15 +553,7 @@ keel_err keel_outbox_relay_start(keel_outbox_relay *r)
         return KEEL_EINVAL;
     if (r->state != RELAY_IDLE)
         return KEEL_ESTATE;
-    sigset_t all, old;
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&r->thread, NULL, relay_main, r);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = keel__thread_start(&r->thread, relay_main, r, "outbox");
     if (rc != 0) {
         r->state = RELAY_STOPPED;
         return KEEL_ENOMEM;
@@ -590,7 +582,7 @@ keel_err keel_outbox_relay_stop(keel_outbox_relay *r, uint64_t timeout_ms)
     atomic_store(&r->stopping, 1);
     pthread_mutex_lock(&r->mu);
     pthread_cond_broadcast(&r->wake);
-    struct timespec dl = keel__async_deadline(timeout_ms);
+    struct timespec dl = keel__mono_deadline(timeout_ms);
     while (!r->thread_done) {
         if (timeout_ms == 0) {
             pthread_cond_wait(&r->wake, &r->mu);

@@ -21,7 +21,6 @@
 
 /* Longest single sleep: a deadline this far out is as good as "never" and keeps
  * the timespec arithmetic far from any overflow. */
-#define TASKS_MAX_SLEEP_NS (UINT64_C(10) * 365 * 24 * 3600 * 1000000000)
 
 typedef enum tasks_state {
     TASKS_IDLE = 0, /* created, accepting tasks */
@@ -189,15 +188,10 @@ keel_err keel_tasks_add_periodic(keel_tasks *t, const char *name, uint64_t inter
     return KEEL_OK;
 }
 
-/* Absolute CLOCK_MONOTONIC deadline ms from now (capped at TASKS_MAX_SLEEP_NS). */
+/* Absolute CLOCK_MONOTONIC deadline ms from now. */
 static struct timespec deadline_after(uint64_t ms)
 {
-    uint64_t ns = ms > TASKS_MAX_SLEEP_NS / 1000000u ? TASKS_MAX_SLEEP_NS : ms * 1000000u;
-    uint64_t at = keel_time_mono_ns() + ns;
-    struct timespec ts;
-    ts.tv_sec = (time_t)(at / 1000000000u);
-    ts.tv_nsec = (long)(at % 1000000000u);
-    return ts;
+    return keel__mono_deadline(ms);
 }
 
 static void *task_main(void *arg)
@@ -245,18 +239,13 @@ keel_err keel_tasks_start(keel_tasks *t)
     t->state = TASKS_RUNNING;
     pthread_mutex_unlock(&t->mu);
 
-    /* Threads inherit the creator's signal mask: block everything while creating
-     * them so process signals go to the application's threads, not to tasks. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     keel_err e = KEEL_OK;
     for (size_t i = 0; i < t->n; i++) {
         task *tk = &t->tasks[i];
         pthread_mutex_lock(&t->mu);
         t->alive++;
         pthread_mutex_unlock(&t->mu);
-        if (pthread_create(&tk->thread, NULL, task_main, tk) != 0) {
+        if (keel__thread_start(&tk->thread, task_main, tk, tk->name) != 0) {
             pthread_mutex_lock(&t->mu);
             t->alive--;
             pthread_mutex_unlock(&t->mu);
@@ -264,13 +253,7 @@ keel_err keel_tasks_start(keel_tasks *t)
             break;
         }
         tk->thread_started = true;
-#ifdef __linux__
-        char tn[16];
-        snprintf(tn, sizeof(tn), "keel:%s", tk->name);
-        pthread_setname_np(tk->thread, tn); /* for ps/top/gdb; failure is harmless */
-#endif
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e != KEEL_OK) {
         pthread_mutex_lock(&t->mu);
         t->state = TASKS_STOPPING;

@@ -10,10 +10,12 @@
 #endif
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <keel/keel.h>
 
@@ -62,6 +64,17 @@ int keel__b64_value(char c, int url);
  * case) or -1. */
 void keel__hex_encode(const void *in, size_t n, char *out);
 int keel__hex_value(char c);
+
+/* Threads (thread.c).  keel__thread_start creates a library thread with every asynchronous
+ * signal blocked (process signals belong to the application's threads; synchronous faults
+ * stay deliverable) and names it ("keel:<name>", Linux) when name is not NULL; returns
+ * pthread_create's result.  keel__cond_init_mono initialises a condition variable on
+ * CLOCK_MONOTONIC (0 or an errno), for waits that wall-clock jumps must not disturb;
+ * keel__mono_deadline is the absolute CLOCK_MONOTONIC time ms from now for such waits
+ * (capped at ten years, which stands for "no limit"). */
+int keel__thread_start(pthread_t *t, void *(*fn)(void *), void *arg, const char *name);
+int keel__cond_init_mono(pthread_cond_t *c);
+struct timespec keel__mono_deadline(uint64_t ms);
 
 /* FNV-1a 64 for in-memory hash tables (not for anything an attacker must not collide:
  * tables that hold untrusted keys compare them exactly and bound their chains).

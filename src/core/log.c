@@ -901,11 +901,7 @@ keel_err keel_log_start(const keel_log_config *cfg)
 
     /* The writer takes no signals: they belong to the application's threads,
      * and a blocked SIGPIPE turns a broken stderr pipe into EPIPE. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&g_thread, NULL, writer_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = keel__thread_start(&g_thread, writer_main, NULL, "log");
     if (rc != 0) {
         pthread_mutex_lock(&g.mu);
         g.ring = NULL;

@@ -489,13 +489,21 @@ keel_err keel__otlp_create(keel__otlp **out, const keel__otlp_config *cfg, int s
     keel__otlp *x = keel__new(keel__otlp);
     if (x == NULL)
         return KEEL_ENOMEM;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_mutex_init(&x->mu, NULL);
-    pthread_cond_init(&x->work_cv, &ca);
-    pthread_cond_init(&x->done_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    if (pthread_mutex_init(&x->mu, NULL) != 0) {
+        keel_free(x);
+        return KEEL_ENOMEM;
+    }
+    if (keel__cond_init_mono(&x->work_cv) != 0) {
+        pthread_mutex_destroy(&x->mu);
+        keel_free(x);
+        return KEEL_ENOMEM;
+    }
+    if (keel__cond_init_mono(&x->done_cv) != 0) {
+        pthread_cond_destroy(&x->work_cv);
+        pthread_mutex_destroy(&x->mu);
+        keel_free(x);
+        return KEEL_ENOMEM;
+    }
     x->cfg = *cfg;
     x->cfg.url = x->cfg.service_name = x->cfg.service_version = x->cfg.environment = NULL;
     keel_err e;
@@ -539,7 +547,7 @@ keel_err keel__otlp_start_thread(keel__otlp *x)
     keel_err e = KEEL_OK;
     if (x->thread_started)
         e = KEEL_ESTATE;
-    else if (pthread_create(&x->thread, NULL, otlp_main, x) != 0)
+    else if (keel__thread_start(&x->thread, otlp_main, x, "otlp") != 0)
         e = KEEL_EIO;
     else
         x->thread_started = 1;
