@@ -79,6 +79,9 @@ typedef struct keel_auth_config {
                                       printable ASCII characters, no '"' or '\\') */
     size_t session_cache_max;      /* most sids cached (default 10000) */
     const keel_clock *clock;       /* session cache time; NULL = system clock; borrowed */
+    int routed_only;               /* 1: requests that matched no route pass through, so the
+                                      router answers 404/405 (nothing there to protect);
+                                      0 (default): they need credentials like any path */
 } keel_auth_config;
 
 /** Defaults: no keys/policy (both must be set), no exclusions, no session check,

@@ -2,6 +2,8 @@
  * the principal it binds to the request, and role/scope checks for handlers. */
 #include "keel_int.h"
 
+#include "ctx.h"
+
 #include <keel/auth.h>
 #include <keel/cache.h>
 #include <keel/log.h>
@@ -33,6 +35,7 @@ typedef struct auth_layer {
     char *chal_missing; /* Bearer realm="..." */
     char *chal_invalid; /* ... error="invalid_token", error_description="..." */
     keel_logger *log;
+    int routed_only;
 } auth_layer;
 
 /* What the request slot holds: the public principal plus the layer that made it. */
@@ -297,12 +300,19 @@ static keel_err session_verdict(auth_layer *l, const keel_principal *p)
     return e;
 }
 
+/* Requests the layer lets through untouched: preflights never carry credentials (Fetch: the
+ * CORS layer answers them), excluded paths, and - with routed_only - unrouted requests. */
+static int passes(const auth_layer *l, const keel_ctx *cx)
+{
+    return keel_req_is_preflight(cx) || path_excluded(l, keel_req_path(cx)) ||
+           (l->routed_only && !cx->match.found);
+}
+
 static keel_err auth_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
 {
     auth_layer *l = (auth_layer *)self;
     keel_ctx *cx = vcx;
-    /* Preflights never carry credentials (Fetch): the CORS layer answers them. */
-    if (keel_req_is_preflight(cx) || path_excluded(l, keel_req_path(cx)))
+    if (passes(l, cx))
         return keel_chain_next(cur, cx);
 
     keel_str token;
@@ -454,6 +464,7 @@ keel_err keel_mw_auth(const keel_auth_config *cfg, keel_layer **out, keel_diag *
     l->session_check = cfg->session_check;
     l->session_ud = cfg->session_ud;
     l->cache_ms = cfg->session_cache_ms;
+    l->routed_only = cfg->routed_only;
     l->log = keel_logger_get("app.auth");
     l->realm = keel_strdup(realm);
     l->exclude = keel_calloc(nx + 1, sizeof(char *));
@@ -508,7 +519,7 @@ int keel_auth_ready_inline(keel_layer *auth_layer_, keel_ctx *cx, char *sub_out,
     if (auth_layer_ == NULL || auth_layer_->call != auth_call || cx == NULL)
         return 0;
     auth_layer *l = (auth_layer *)auth_layer_;
-    if (keel_req_is_preflight(cx) || path_excluded(l, keel_req_path(cx)))
+    if (passes(l, cx))
         return 1;
     keel_str token;
     if (keel_auth_parse_bearer(keel_req_header(cx, "Authorization"), &token) != KEEL_OK)

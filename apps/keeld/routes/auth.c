@@ -1086,27 +1086,6 @@ static const char *const public_paths[] = {"/",
 
 /* The chain's auth slot: the auth layer, applied to routed requests only, so that an unknown
  * path is a 404 (and a wrong method a 405) with or without a token, as before. */
-typedef struct gate_layer {
-    keel_layer base;
-    keel_layer *auth;
-} gate_layer;
-
-static keel_err gate_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
-{
-    gate_layer *gl = (gate_layer *)self;
-    if (strcmp(keel_req_route(vcx), "<unmatched>") == 0)
-        return keel_chain_next(cur, vcx);
-    return gl->auth->call(gl->auth, vcx, cur);
-}
-
-static void gate_dispose(keel_layer *self)
-{
-    gate_layer *gl = (gate_layer *)self;
-    if (gl->auth != NULL && gl->auth->dispose != NULL)
-        gl->auth->dispose(gl->auth);
-    keel_free(gl);
-}
-
 static const char *const limited_paths[] = {"/api/v1/auth/login", "/api/v1/auth/register", NULL};
 
 keel_err keeld_auth_layers(keel_layer **auth, keel_layer **rate_limit, keel_diag *diag)
@@ -1120,19 +1099,11 @@ keel_err keeld_auth_layers(keel_layer **auth, keel_layer **rate_limit, keel_diag
     ac.exclude = public_paths;
     ac.session_check = session_check;
     ac.session_cache_ms = g.session_cache_ms;
+    ac.routed_only = 1; /* unknown paths stay 404 */
     keel_layer *inner = NULL;
     keel_err e = keel_mw_auth(&ac, &inner, diag);
     if (e != KEEL_OK)
         return e;
-    gate_layer *gl = keel_calloc(1, sizeof(*gl));
-    if (gl == NULL) {
-        inner->dispose(inner);
-        return KEEL_ENOMEM;
-    }
-    gl->base.name = "auth";
-    gl->base.call = gate_call;
-    gl->base.dispose = gate_dispose;
-    gl->auth = inner;
     g.auth_layer = inner;
     if (g.ip_lim != NULL) {
         keel_mw_rate_limit_config rc;
@@ -1140,12 +1111,12 @@ keel_err keeld_auth_layers(keel_layer **auth, keel_layer **rate_limit, keel_diag
         rc.limiter = g.ip_lim;
         rc.path_prefixes = limited_paths;
         if ((e = keel_mw_rate_limit(&rc, rate_limit)) != KEEL_OK) {
-            gate_dispose(&gl->base);
+            inner->dispose(inner);
             g.auth_layer = NULL;
             return e;
         }
     }
-    *auth = &gl->base;
+    *auth = inner;
     return KEEL_OK;
 }
 

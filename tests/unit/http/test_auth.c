@@ -100,6 +100,8 @@ typedef struct fixture {
 
 /* When set, start() appends a per-user rate-limit layer after auth (innermost). */
 static keel_limiter *g_user_limiter;
+/* When set, start() builds the auth layer with routed_only. */
+static int g_routed_only;
 
 static void start(fixture *f, int with_session)
 {
@@ -138,6 +140,7 @@ static void start(fixture *f, int with_session)
     ac.policy = &f->pol;
     ac.exclude = exclude;
     ac.clock = &f->mc.clock;
+    ac.routed_only = g_routed_only;
     if (with_session) {
         ac.session_check = session_check;
         ac.session_cache_ms = 5000;
@@ -868,6 +871,34 @@ static void test_per_user_rate_limit(void **state)
     g_user_limiter = NULL;
 }
 
+/* routed_only: a path no route matches is the router's 404 (or 405), not a 401; routed
+ * paths still need credentials.  Without it an unknown path needs credentials too. */
+static void test_routed_only(void **state)
+{
+    (void)state;
+    fixture f;
+    keel_test_resp r;
+    start(&f, 0);
+    assert_int_equal(401, get(&f, "/no/such/route", NULL, &r));
+    keel_test_resp_free(&r);
+    stop(&f);
+
+    g_routed_only = 1;
+    start(&f, 0);
+    assert_int_equal(404, get(&f, "/no/such/route", NULL, &r));
+    keel_test_resp_free(&r);
+    assert_int_equal(401, get(&f, "/api/me", NULL, &r));
+    keel_test_resp_free(&r);
+    char *tok = access_token(&f, NULL, NULL);
+    char *b = bearer(tok);
+    assert_int_equal(200, get(&f, "/api/me", b, &r));
+    keel_test_resp_free(&r);
+    free(b);
+    keel_free(tok);
+    stop(&f);
+    g_routed_only = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -885,6 +916,7 @@ int main(void)
         cmocka_unit_test(test_roles_and_scopes),
         cmocka_unit_test(test_realm_and_default_type),
         cmocka_unit_test(test_per_user_rate_limit),
+        cmocka_unit_test(test_routed_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
