@@ -77,4 +77,14 @@ void keel_test_resp_free(keel_test_resp *r);
 long keel_test_raw(const keel_test_server *s, const char *data, size_t len, int timeout_ms,
                    char **reply);
 
+/* ------------------------------------------------------------- Redis ---- */
+
+struct keel_redis;
+/* A pool of pool_size connections to url (2 s command timeout); fails the test on error. */
+struct keel_redis *keel_test_redis_open(const char *url, unsigned pool_size);
+/* A pool whose server vanishes: it connects to a loopback socket that is then closed, so
+ * every command finds the server gone (one connection, 500 ms timeouts).  For outage tests
+ * that must not touch the shared test Redis. */
+struct keel_redis *keel_test_redis_vanishing(void);
+
 #endif

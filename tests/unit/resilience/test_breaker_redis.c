@@ -33,22 +33,6 @@ static char run_prefix[96];
 
 #define T0 1700000000000ull
 
-static keel_redis *open_redis(const char *url)
-{
-    keel_redis_config rc;
-    keel_redis_config_default(&rc);
-    rc.url = url;
-    rc.pool_size = 4;
-    rc.command_timeout_ms = 2000;
-    keel_redis *r = NULL;
-    keel_diag d = {KEEL_OK, 0, ""};
-    keel_err e = keel_redis_open(&r, &rc, &d);
-    if (e != KEEL_OK)
-        fprintf(stderr, "redis open: %s\n", d.msg);
-    assert_int_equal(KEEL_OK, e);
-    return r;
-}
-
 static void key_for(char *out, size_t n, const char *test)
 {
     snprintf(out, n, "%s{%s}", run_prefix, test);
@@ -132,7 +116,7 @@ static void call(keel_breaker *b, keel_breaker_outcome oc, uint64_t now)
 static void test_two_instances_one_breaker(void **state)
 {
     (void)state;
-    keel_redis *ra = open_redis(redis_url), *rb = open_redis(redis_url);
+    keel_redis *ra = keel_test_redis_open(redis_url, 4), *rb = keel_test_redis_open(redis_url, 4);
     char key[160];
     key_for(key, sizeof(key), "two");
     keel_breaker_config c;
@@ -244,7 +228,7 @@ static void *race(void *arg)
 static void test_half_open_permits_exact_under_race(void **state)
 {
     (void)state;
-    keel_redis *ra = open_redis(redis_url), *rb = open_redis(redis_url);
+    keel_redis *ra = keel_test_redis_open(redis_url, 4), *rb = keel_test_redis_open(redis_url, 4);
     char key[160];
     key_for(key, sizeof(key), "race");
     keel_breaker_config c;
@@ -277,7 +261,7 @@ static void test_half_open_permits_exact_under_race(void **state)
 static void test_forced_open_and_disabled_shared(void **state)
 {
     (void)state;
-    keel_redis *ra = open_redis(redis_url), *rb = open_redis(redis_url);
+    keel_redis *ra = keel_test_redis_open(redis_url, 4), *rb = keel_test_redis_open(redis_url, 4);
     char key[160];
     key_for(key, sizeof(key), "forced");
     keel_breaker_config c;
@@ -324,7 +308,7 @@ static void test_forced_open_and_disabled_shared(void **state)
 static void test_redis_time(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 4);
     char key[160];
     key_for(key, sizeof(key), "rtime");
     keel_breaker_config c;
@@ -366,7 +350,7 @@ static int64_t redis_hget_int(keel_redis *r, const char *key, const char *field)
 static void test_refresh_bounds_staleness(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 4);
     char name[160], key[200];
     snprintf(name, sizeof(name), "%scache", run_prefix);
     snprintf(key, sizeof(key), "keel:cb:{%s}", name); /* the default key */
@@ -434,7 +418,7 @@ static void equivalence(keel_breaker_window wt, uint32_t wsize, const char *tag)
     c.permitted_calls_in_half_open = 3;
     keel_breaker *mem = NULL;
     ASSERT_OK(keel_breaker_create(&mem, &c, NULL));
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 4);
     char key[160];
     key_for(key, sizeof(key), tag);
     keel_breaker *red = make(&c, r, key, 0, NULL);
@@ -592,7 +576,7 @@ static void test_two_processes_open_together(void **state)
         close(down[i][1]);
     }
     /* the parent, a third instance, sees the same breaker */
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 4);
     keel_breaker_config c;
     keel_breaker_config_default(&c);
     c.name = "fork";
@@ -612,38 +596,10 @@ static void test_two_processes_open_together(void **state)
 
 /* ---------------------------------------------------------- Redis failures -- */
 
-/* A listening socket nobody accepts on: the pool connects, then the socket is closed, so
- * every later command finds the server gone. */
-static keel_redis *open_vanishing(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(0, bind(fd, (struct sockaddr *)&a, sizeof(a)));
-    assert_int_equal(0, listen(fd, 8));
-    socklen_t len = sizeof(a);
-    assert_int_equal(0, getsockname(fd, (struct sockaddr *)&a, &len));
-    char url[64];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
-    keel_redis_config rc;
-    keel_redis_config_default(&rc);
-    rc.url = url;
-    rc.pool_size = 1;
-    rc.command_timeout_ms = 500;
-    rc.connect_timeout_ms = 500;
-    keel_redis *r = NULL;
-    ASSERT_OK(keel_redis_open(&r, &rc, NULL));
-    close(fd);
-    return r;
-}
-
 static void test_unavailable_falls_back_locally(void **state)
 {
     (void)state;
-    keel_redis *r = open_vanishing();
+    keel_redis *r = keel_test_redis_vanishing();
     keel_metrics *m;
     ASSERT_OK(keel_metrics_create(&m));
     keel_breaker_config c;
@@ -696,7 +652,7 @@ static void test_unavailable_falls_back_locally(void **state)
 static void test_error_reply_fallback_and_recovery(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 4);
     char key[160];
     key_for(key, sizeof(key), "broken");
     const char *set[] = {"SET", key, "not-a-hash"};
@@ -754,7 +710,7 @@ static void expect_bad(const keel_breaker_config *c, const keel_breaker_redis_co
 static void test_bad_config(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 4);
     keel_breaker_config c;
     keel_breaker_config_default(&c);
     keel_breaker_redis_config rc;
@@ -807,7 +763,7 @@ static void test_bad_config(void **state)
 static void test_create_oom(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 4);
     keel_breaker_config c;
     keel_breaker_config_default(&c);
     keel_breaker_redis_config rc;

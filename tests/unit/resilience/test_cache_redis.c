@@ -26,22 +26,6 @@
 static const char *redis_url;
 static char run_prefix[96];
 
-static keel_redis *open_redis(void)
-{
-    keel_redis_config rc;
-    keel_redis_config_default(&rc);
-    rc.url = redis_url;
-    rc.pool_size = 2;
-    rc.command_timeout_ms = 2000;
-    keel_redis *r = NULL;
-    keel_diag d = {KEEL_OK, 0, ""};
-    keel_err e = keel_redis_open(&r, &rc, &d);
-    if (e != KEEL_OK)
-        fprintf(stderr, "redis open: %s\n", d.msg);
-    assert_int_equal(KEEL_OK, e);
-    return r;
-}
-
 /* A prefix unique to this run and test. */
 static void prefix_for(char *out, size_t n, const char *test)
 {
@@ -128,7 +112,7 @@ static int get_s(keel_cache *c, const char *key, const char *want)
 static void test_get_set_delete_ttl(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis();
+    keel_redis *r = keel_test_redis_open(redis_url, 2);
     char prefix[160];
     prefix_for(prefix, sizeof(prefix), "basic");
     keel_cache *c = redis_cache(r, prefix, 300000, 0, NULL, "basic");
@@ -196,7 +180,7 @@ static void test_get_set_delete_ttl(void **state)
 static void test_binary_keys_and_values(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis();
+    keel_redis *r = keel_test_redis_open(redis_url, 2);
     char prefix[160];
     prefix_for(prefix, sizeof(prefix), "bin");
     keel_cache *c = redis_cache(r, prefix, 60000, 0, NULL, "bin");
@@ -231,7 +215,7 @@ static void test_binary_keys_and_values(void **state)
 static void test_two_instances_share(void **state)
 {
     (void)state;
-    keel_redis *ra = open_redis(), *rb = open_redis();
+    keel_redis *ra = keel_test_redis_open(redis_url, 2), *rb = keel_test_redis_open(redis_url, 2);
     char prefix[160];
     prefix_for(prefix, sizeof(prefix), "share");
     keel_cache *a = redis_cache(ra, prefix, 60000, 0, NULL, "a");
@@ -323,7 +307,7 @@ static keel_err run_quote(keel_chain *ch, const char *sku, int *price)
 static void test_layer_replays_across_instances(void **state)
 {
     (void)state;
-    keel_redis *ra = open_redis(), *rb = open_redis();
+    keel_redis *ra = keel_test_redis_open(redis_url, 2), *rb = keel_test_redis_open(redis_url, 2);
     char prefix[160];
     prefix_for(prefix, sizeof(prefix), "layer");
     keel_cache *a = redis_cache(ra, prefix, 60000, 0, NULL, "a");
@@ -385,7 +369,7 @@ static void set_raw(keel_redis *r, const char *key)
 static void test_clear_only_own_prefix(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis();
+    keel_redis *r = keel_test_redis_open(redis_url, 2);
     /* glob characters in the prefix must be matched literally */
     char prefix[160], near[200], other[200], outside[200];
     prefix_for(prefix, sizeof(prefix), "g[ab]*?\\");
@@ -434,7 +418,7 @@ static void test_clear_only_own_prefix(void **state)
 static void test_max_bytes_per_entry(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis();
+    keel_redis *r = keel_test_redis_open(redis_url, 2);
     char prefix[160];
     prefix_for(prefix, sizeof(prefix), "maxb");
     keel_cache *c = redis_cache(r, prefix, 60000, 10, NULL, "maxb");
@@ -459,38 +443,10 @@ static void test_max_bytes_per_entry(void **state)
 
 /* ------------------------------------------------------- Redis unavailable -- */
 
-/* A listening socket nobody accepts on: the pool connects, then the socket is closed, so
- * every later command finds the server gone. */
-static keel_redis *open_vanishing(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(0, bind(fd, (struct sockaddr *)&a, sizeof(a)));
-    assert_int_equal(0, listen(fd, 8));
-    socklen_t len = sizeof(a);
-    assert_int_equal(0, getsockname(fd, (struct sockaddr *)&a, &len));
-    char url[64];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
-    keel_redis_config rc;
-    keel_redis_config_default(&rc);
-    rc.url = url;
-    rc.pool_size = 1;
-    rc.command_timeout_ms = 500;
-    rc.connect_timeout_ms = 500;
-    keel_redis *r = NULL;
-    ASSERT_OK(keel_redis_open(&r, &rc, NULL));
-    close(fd);
-    return r;
-}
-
 static void test_unreachable(void **state)
 {
     (void)state;
-    keel_redis *r = open_vanishing();
+    keel_redis *r = keel_test_redis_vanishing();
     keel_metrics *m;
     ASSERT_OK(keel_metrics_create(&m));
     keel_cache *c = redis_cache(r, "down:", 60000, 0, m, "down");
@@ -550,7 +506,7 @@ static void expect_bad(const keel_cache_config *cfg, const keel_cache_redis_conf
 static void test_bad_config(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis();
+    keel_redis *r = keel_test_redis_open(redis_url, 2);
     keel_cache_config cfg;
     keel_cache_config_default(&cfg);
     keel_cache_redis_config rc;
@@ -645,7 +601,7 @@ static void *worker_main(void *arg)
 static void test_threads(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis(); /* 2 connections for 4 threads: checkouts wait */
+    keel_redis *r = keel_test_redis_open(redis_url, 2); /* 2 connections for 4 threads: checkouts wait */
     char prefix[160];
     prefix_for(prefix, sizeof(prefix), "thr");
     keel_cache *c = redis_cache(r, prefix, 60000, 0, NULL, "thr");
@@ -674,7 +630,7 @@ static void test_threads(void **state)
 static void test_oom(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis();
+    keel_redis *r = keel_test_redis_open(redis_url, 2);
     keel_metrics *m;
     ASSERT_OK(keel_metrics_create(&m));
     char prefix[160];

@@ -26,22 +26,6 @@
 static const char *redis_url;
 static char run_prefix[96];
 
-static keel_redis *open_redis(const char *url)
-{
-    keel_redis_config rc;
-    keel_redis_config_default(&rc);
-    rc.url = url;
-    rc.pool_size = 2;
-    rc.command_timeout_ms = 2000;
-    keel_redis *r = NULL;
-    keel_diag d = {KEEL_OK, 0, ""};
-    keel_err e = keel_redis_open(&r, &rc, &d);
-    if (e != KEEL_OK)
-        fprintf(stderr, "redis open: %s\n", d.msg);
-    assert_int_equal(KEEL_OK, e);
-    return r;
-}
-
 /* A prefix unique to this run and test, so that runs and tests never share a key. */
 static void prefix_for(char *out, size_t n, const char *test)
 {
@@ -105,7 +89,7 @@ static void equivalence(keel_limiter_config *c, uint64_t start_ms, unsigned step
     keel_limiter *mem = NULL;
     keel_diag d = {KEEL_OK, 0, ""};
     ASSERT_OK(keel_limiter_create(c, &mem, &d));
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 2);
     char prefix[160];
     prefix_for(prefix, sizeof(prefix), tag);
     keel_limiter *red = redis_limiter(c, r, prefix, KEEL_LIMITER_FAIL_CLOSED, 1000);
@@ -270,7 +254,7 @@ static void test_gcra_redis_cell_vector(void **state)
     c.period_ms = 1000;
     c.burst = 4;
     c.clock = &mc.clock;
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 2);
     char prefix[160];
     prefix_for(prefix, sizeof(prefix), "cell");
     keel_limiter *l = redis_limiter(&c, r, prefix, KEEL_LIMITER_FAIL_CLOSED, 1000);
@@ -331,7 +315,7 @@ static void test_chain_layer_and_default_prefix(void **state)
     char name[160];
     snprintf(name, sizeof(name), "%slayer", run_prefix);
     c.name = name;
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 2);
     keel_limiter *l = redis_limiter(&c, r, NULL, KEEL_LIMITER_FAIL_OPEN, 1000);
     keel_chain *ch;
     ASSERT_OK(keel_chain_create(&ch));
@@ -385,7 +369,7 @@ static void test_http_middleware(void **state)
     lc.period_ms = 60000; /* one every 20 s */
     lc.burst = 2;         /* 3 at once */
     lc.clock = &mc.clock;
-    keel_redis *redis = open_redis(redis_url);
+    keel_redis *redis = keel_test_redis_open(redis_url, 2);
     char prefix[160];
     prefix_for(prefix, sizeof(prefix), "http");
     keel_limiter *lim = redis_limiter(&lc, redis, prefix, KEEL_LIMITER_FAIL_OPEN, 1000);
@@ -523,7 +507,7 @@ static void test_two_processes_share_budget(void **state)
 static void test_keys_expire(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 2);
     for (int algo = KEEL_LIMIT_GCRA; algo <= KEEL_LIMIT_SLIDING_WINDOW; algo++) {
         keel_manual_clock mc;
         keel_manual_clock_init(&mc, 1700000000000ull); /* a multiple of 100 */
@@ -564,38 +548,10 @@ static void test_keys_expire(void **state)
 
 /* ------------------------------------------------------- Redis unavailable -- */
 
-/* A listening socket nobody accepts on: the pool connects (the kernel completes the
- * handshake), then the socket is closed, so every later command finds the server gone. */
-static keel_redis *open_vanishing(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(0, bind(fd, (struct sockaddr *)&a, sizeof(a)));
-    assert_int_equal(0, listen(fd, 8));
-    socklen_t len = sizeof(a);
-    assert_int_equal(0, getsockname(fd, (struct sockaddr *)&a, &len));
-    char url[64];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
-    keel_redis_config rc;
-    keel_redis_config_default(&rc);
-    rc.url = url;
-    rc.pool_size = 1;
-    rc.command_timeout_ms = 500;
-    rc.connect_timeout_ms = 500;
-    keel_redis *r = NULL;
-    ASSERT_OK(keel_redis_open(&r, &rc, NULL));
-    close(fd);
-    return r;
-}
-
 static void test_unavailable_fail_open(void **state)
 {
     (void)state;
-    keel_redis *r = open_vanishing();
+    keel_redis *r = keel_test_redis_vanishing();
     keel_metrics *m;
     ASSERT_OK(keel_metrics_create(&m));
     keel_limiter_config c;
@@ -631,7 +587,7 @@ static void test_unavailable_fail_open(void **state)
 static void test_unavailable_fail_closed(void **state)
 {
     (void)state;
-    keel_redis *r = open_vanishing();
+    keel_redis *r = keel_test_redis_vanishing();
     keel_limiter_config c;
     keel_limiter_config_default(&c);
     c.algorithm = KEEL_LIMIT_TOKEN_BUCKET;
@@ -666,7 +622,7 @@ static void test_redis_time(void **state)
     c.rate = 1;
     c.period_ms = 3600000;
     c.burst = 2;
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 2);
     char prefix[160];
     prefix_for(prefix, sizeof(prefix), "time");
     keel_limiter_redis_config rc;
@@ -708,7 +664,7 @@ static void expect_bad(const keel_limiter_config *c, const keel_limiter_redis_co
 static void test_bad_config(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 2);
     keel_limiter_config c;
     keel_limiter_redis_config rc;
 #define RESET()                                                                                    \
@@ -776,7 +732,7 @@ static void test_bad_config(void **state)
 static void test_create_oom(void **state)
 {
     (void)state;
-    keel_redis *r = open_redis(redis_url);
+    keel_redis *r = keel_test_redis_open(redis_url, 2);
     keel_limiter_config c;
     keel_limiter_config_default(&c);
     keel_limiter_redis_config rc;
