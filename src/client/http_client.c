@@ -99,6 +99,10 @@ int64_t keel_http_client_parse_retry_after(keel_str v, int64_t now_wall_ms)
     time_t t = curl_getdate(tmp, NULL);
     if (t == (time_t)-1)
         return -1;
+    /* Compare in seconds first: a date centuries away must not overflow the milliseconds. */
+    int64_t wait_s = (int64_t)t - now_wall_ms / 1000;
+    if (wait_s > INT64_C(86400) * 365)
+        return INT64_C(86400) * 365 * 1000; /* capped at a year, as delta-seconds are */
     int64_t ms = (int64_t)t * 1000 - now_wall_ms;
     return ms > 0 ? ms : 0;
 }

@@ -53,7 +53,7 @@ static char *make_key(const redis_store *s, keel_str scope, keel_str key)
     return k;
 }
 
-static char *encode(const keel_idem_record *rec)
+char *keel__idem_redis_encode(const keel_idem_record *rec)
 {
     size_t b64 = rec->result ? keel__b64_encoded_len(rec->result_len) : 1;
     size_t cap = 32 + 1 + 4 + 64 + 1 + 24 * 3 + 8 + b64 + 1;
@@ -92,12 +92,16 @@ static int parse_int(const char **p, const char *end, long long *out)
     return errno == 0 && *ep == '\0';
 }
 
-static keel_err decode(const char *v, size_t len, keel_idem_record *out, keel_diag *diag)
+keel_err keel__idem_redis_decode(const char *v, size_t len, keel_idem_record *out,
+                                keel_diag *diag)
 {
     memset(out, 0, sizeof(*out));
     const char *p = v, *end = v + len;
     if (len < 32 + 1 + 2 + 65)
         goto corrupt;
+    for (size_t i = 0; i < 32; i++)
+        if (keel__hex_value(p[i]) < 0)
+            goto corrupt; /* owners are 32 hex digits (idempotency.c) */
     memcpy(out->owner, p, 32);
     out->owner[32] = '\0';
     p += 32;
@@ -152,7 +156,7 @@ static keel_err rs_set_if_absent(void *self, keel_str scope, keel_str key,
     redis_store *s = self;
     if (!keel__idem_valid_scope_key(scope, key) || rec->expires_ms <= now_ms)
         return keel_diag_set(diag, KEEL_EINVAL, 0, "invalid idempotency scope, key or expiry");
-    char *k = make_key(s, scope, key), *v = encode(rec);
+    char *k = make_key(s, scope, key), *v = keel__idem_redis_encode(rec);
     char px[24];
     snprintf(px, sizeof(px), "%lld", (long long)(rec->expires_ms - now_ms));
     keel_err e = KEEL_ENOMEM;
@@ -172,7 +176,7 @@ static keel_err rs_set_if_absent(void *self, keel_str scope, keel_str key,
     size_t len = 0;
     const char *cur = keel_redis_reply_str(reply, &len);
     keel_idem_record ex;
-    e = cur ? decode(cur, len, &ex, diag)
+    e = cur ? keel__idem_redis_decode(cur, len, &ex, diag)
             : keel_diag_set(diag, KEEL_EPARSE, 0, "unexpected Redis reply to claim");
     keel_redis_reply_free(reply);
     if (e != KEEL_OK)
@@ -190,7 +194,7 @@ static keel_err rs_update(void *self, keel_str scope, keel_str key, const keel_i
     redis_store *s = self;
     if (!keel__idem_valid_scope_key(scope, key) || rec->expires_ms <= now_ms)
         return keel_diag_set(diag, KEEL_EINVAL, 0, "invalid idempotency scope, key or expiry");
-    char *k = make_key(s, scope, key), *v = encode(rec);
+    char *k = make_key(s, scope, key), *v = keel__idem_redis_encode(rec);
     char px[24];
     snprintf(px, sizeof(px), "%lld", (long long)(rec->expires_ms - now_ms));
     keel_err e = KEEL_ENOMEM;

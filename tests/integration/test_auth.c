@@ -666,11 +666,15 @@ static void test_password_cost_settings(void **state)
     char out[4096];
     const char *argv[] = {KEEL_TEST_KEELD, NULL};
     const char *bad_env[] = {"PASSWORD_HASH_MEMORY_KIB=8", "PASSWORD_HASH_PARALLELISM=2",
-                             "PASSWORD_HASH_ITERATIONS=0", NULL};
+                             "PASSWORD_HASH_ITERATIONS=0", "AUTH_RATE_LIMIT_PER_IP=ten",
+                             "AUTH_SESSION_CACHE_MS=999999", NULL};
     keel_test_run_opts o = {.dir = dir, .env = bad_env};
     assert_int_equal(2, keel_test_run(KEEL_TEST_KEELD, argv, &o, out, sizeof(out)));
     assert_non_null(strstr(out, "PASSWORD_HASH_MEMORY_KIB"));
     assert_non_null(strstr(out, "PASSWORD_HASH_ITERATIONS"));
+    /* keeld's own variables are reported in the same run */
+    assert_non_null(strstr(out, "AUTH_RATE_LIMIT_PER_IP"));
+    assert_non_null(strstr(out, "AUTH_SESSION_CACHE_MS"));
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     assert_int_equal(0, system(cmd));

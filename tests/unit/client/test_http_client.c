@@ -380,6 +380,11 @@ static void test_parse_retry_after(void **state)
     assert_int_equal(0, keel_http_client_parse_retry_after(KEEL_STR_LIT("0"), 0));
     assert_int_equal(-1, keel_http_client_parse_retry_after(KEEL_STR_LIT(""), 0));
     assert_int_equal(-1, keel_http_client_parse_retry_after(KEEL_STR_LIT("1.5"), 0));
+    /* A date centuries away is capped at a year like delta-seconds (found by fuzzing: the
+     * milliseconds used to overflow). */
+    assert_int_equal(INT64_C(86400) * 365 * 1000,
+                     keel_http_client_parse_retry_after(
+                         KEEL_STR_LIT("Fri, 31 Dec 9999 23:59:59 GMT"), INT64_C(1795455385000)));
     assert_int_equal(-1, keel_http_client_parse_retry_after(KEEL_STR_LIT("soon"), 0));
     /* Wed, 21 Oct 2015 07:28:00 GMT = 1445412480 */
     keel_str d = KEEL_STR_LIT("Wed, 21 Oct 2015 07:28:00 GMT");
