@@ -168,7 +168,8 @@ int main(int argc, char **argv)
         return 1;
     }
     keel_logger *log = keel_logger_get("app.main");
-    /* Tracing: every span is a JSON log record; with OTEL_EXPORTER_OTLP_ENDPOINT also OTLP. */
+    /* Tracing: spans go to OTLP with OTEL_EXPORTER_OTLP_ENDPOINT, and to the log as JSON
+     * records with TRACE_LOG_SPANS. */
     {
         keel_trace_config tc;
         keel_trace_config_default(&tc);
@@ -176,6 +177,7 @@ int main(int argc, char **argv)
         tc.service_version = st->project_version;
         tc.environment = st->environment_name;
         tc.otlp_endpoint = st->otel_exporter_otlp_endpoint;
+        tc.log_spans = st->trace_log_spans;
         keel_diag td;
         memset(&td, 0, sizeof(td));
         if ((e = keel_trace_start(&tc, &td)) != KEEL_OK) {

@@ -63,6 +63,13 @@ KEEL_API void keel_cache_destroy(keel_cache *c);
  *  KEEL_ENOMEM (value did not fit in out; counted as a hit).
  *  Thread-safety: any thread.  Ownership: the value is copied into out. */
 KEEL_API KEEL_NODISCARD keel_err keel_cache_get(keel_cache *c, keel_str key, keel_buf *out);
+/** Like keel_cache_get(), into caller storage (no allocation for the in-memory cache): on a
+ *  hit *len is the value's length and, when it is at most cap, the value is in dst.
+ *  @return KEEL_OK (hit, copied), KEEL_ETOOBIG (hit, value longer than cap: dst untouched),
+ *  KEEL_ENOTFOUND, KEEL_EINVAL (c, len or, with cap > 0, dst NULL), KEEL_ENOMEM.
+ *  Thread-safety: any thread. */
+KEEL_API KEEL_NODISCARD keel_err keel_cache_get_into(keel_cache *c, keel_str key, void *dst,
+                                                     size_t cap, size_t *len);
 /** Insert or overwrite key with the default ttl.  See keel_cache_set_ttl(). */
 KEEL_API KEEL_NODISCARD keel_err keel_cache_set(keel_cache *c, keel_str key, keel_str value);
 /** Insert or overwrite key with ttl_ms (0 = the default ttl); the entry becomes the most

@@ -269,6 +269,12 @@ typedef struct keel_settings {
     /* LOG_CONSOLE: auto (0, default: coloured text in development and test, JSON lines in
      * production) | text (1) | json (2) | off (3).  The files under LOG_DIR are unaffected. */
     uint32_t log_console;
+
+    /* TRACE_LOG_SPANS (false): also write every finished span as a JSON log record on the
+     * keel.trace logger.  Off by default: the access log already has one record per request
+     * (with its request id, which spans carry too) and spans go to OTLP when
+     * OTEL_EXPORTER_OTLP_ENDPOINT is set; turn it on to see traces without a collector. */
+    bool trace_log_spans;
 } keel_settings;
 
 /** Read and validate every setting from env.

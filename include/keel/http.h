@@ -90,6 +90,13 @@ KEEL_API keel_arena *keel_ctx_arena(keel_ctx *cx);
  *  Keys are compared by pointer: use the address of a static object as the key. */
 KEEL_API keel_err keel_ctx_set(keel_ctx *cx, const void *key, void *value);
 KEEL_API void *keel_ctx_get(const keel_ctx *cx, const void *key);
+/** Run fn(arg) when the request is finished with (after the response was sent, or the
+ *  connection failed), on the connection's I/O thread; callbacks run in the reverse order of
+ *  registration.  For request-scoped resources that outlive a layer's call (a value put in a
+ *  slot by one layer and taken by another).
+ *  @return KEEL_OK, KEEL_EINVAL (cx or fn NULL), KEEL_ENOMEM (the request arena is full: fn
+ *  was not registered, the caller still owns arg). */
+KEEL_API KEEL_NODISCARD keel_err keel_ctx_defer(keel_ctx *cx, void (*fn)(void *arg), void *arg);
 /** Set the request id: 1..64 characters of [A-Za-z0-9._:-] (it is echoed in headers, logs and
  *  JSON unescaped).  Used by the request-id layer.
  *  @return KEEL_OK, or KEEL_EINVAL (id NULL or not of that form; the id is unchanged). */

@@ -986,6 +986,7 @@ static void load_all(lctx *c)
     static const char *const otel[] = {"http://", "https://"};
     s->otel_exporter_otlp_endpoint =
         rd_url(c, "OTEL_EXPORTER_OTLP_ENDPOINT", NULL, otel, 2, "'http://' or 'https://'");
+    s->trace_log_spans = rd_bool(c, "TRACE_LOG_SPANS", false);
 
     s->http_workers = (uint32_t)rd_int(c, "HTTP_WORKERS", default_workers(), 1, 1024);
     s->http_max_body_bytes = (size_t)rd_int(c, "HTTP_MAX_BODY_BYTES", 1048576, 1, 1073741824);

@@ -40,6 +40,9 @@
 
 /* Wipe memory in a way the compiler cannot elide. */
 void keel__wipe(void *p, size_t n);
+/* n bytes from the CSPRNG through a per-thread 1 KiB pool (each byte handed out once; reset
+ * in a forked child): for ids drawn per request.  Large requests go straight to OpenSSL. */
+keel_err keel__random_pooled(void *out, size_t n);
 
 /* Secret bytes for the few internal users (HMAC, JWT); never log the result. */
 const unsigned char *keel__secret_bytes(const keel_secret *s);

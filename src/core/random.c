@@ -18,9 +18,9 @@ keel_err keel_random_bytes(void *out, size_t n)
     return KEEL_OK;
 }
 
-/* Request ids need a UUID per request; asking OpenSSL for 16 bytes each time costs more
- * than the rest of the id.  Each thread draws 1 KiB from the CSPRNG at a time and hands it
- * out 16 bytes at a time (each byte used once, wiped after use). */
+/* Request ids and trace/span ids are drawn per request; asking OpenSSL for 8-16 bytes each
+ * time costs more than the rest of the id.  Each thread draws 1 KiB from the CSPRNG at a
+ * time and hands it out in small pieces (each byte used once, wiped after use). */
 #define UUID_POOL 1024
 static _Thread_local unsigned char tl_pool[UUID_POOL];
 static _Thread_local size_t tl_pool_off = UUID_POOL;
@@ -39,21 +39,31 @@ static void fork_hook(void)
     pthread_atfork(NULL, NULL, on_fork_child);
 }
 
-keel_err keel_uuid4(char out[KEEL_UUID_SIZE])
+keel_err keel__random_pooled(void *out, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char b[16];
+    if (n > UUID_POOL / 4)
+        return keel_random_bytes(out, n);
     pthread_once(&g_fork_once, fork_hook);
-    if (tl_pool_off + sizeof(b) > UUID_POOL || tl_pool_gen != g_fork_gen) {
+    if (tl_pool_off + n > UUID_POOL || tl_pool_gen != g_fork_gen) {
         keel_err e = keel_random_bytes(tl_pool, UUID_POOL);
         if (e != KEEL_OK)
             return e;
         tl_pool_off = 0;
         tl_pool_gen = g_fork_gen;
     }
-    memcpy(b, tl_pool + tl_pool_off, sizeof(b));
-    memset(tl_pool + tl_pool_off, 0, sizeof(b));
-    tl_pool_off += sizeof(b);
+    memcpy(out, tl_pool + tl_pool_off, n);
+    memset(tl_pool + tl_pool_off, 0, n);
+    tl_pool_off += n;
+    return KEEL_OK;
+}
+
+keel_err keel_uuid4(char out[KEEL_UUID_SIZE])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
+    keel_err e = keel__random_pooled(b, sizeof(b));
+    if (e != KEEL_OK)
+        return e;
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10 */
     size_t o = 0;

@@ -38,6 +38,22 @@ typedef struct auth_layer {
     int routed_only;
 } auth_layer;
 
+/* Key of the request slot where keel_auth_ready_inline() leaves what it verified, so that the
+ * layer does not verify the same token twice. */
+static const char verified_slot = 0;
+
+typedef struct verified {
+    json_t *claims;     /* the token's verified claims (released when the request ends) */
+    int session_cached; /* the session verdict "valid" was in the cache */
+} verified;
+
+static void verified_release(void *arg)
+{
+    verified *v = arg;
+    json_decref(v->claims);
+    v->claims = NULL;
+}
+
 /* What the request slot holds: the public principal plus the layer that made it. */
 typedef struct auth_state {
     keel_principal p;
@@ -57,12 +73,20 @@ void keel_auth_config_default(keel_auth_config *cfg)
 
 /* ------------------------------------------------------------- parsing -- */
 
-/* token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" (RFC 9110 §11.2) */
-static int token68_char(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
-}
+/* token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" (RFC 9110 §11.2);
+ * a table, because tokens are read on every request and run to hundreds of bytes. */
+static const unsigned char token68_tab[256] = {
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1,
+    ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1,
+    ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['-'] = 1, ['.'] = 1,
+    ['_'] = 1, ['~'] = 1, ['+'] = 1, ['/'] = 1,
+};
+#define token68_char(c) (token68_tab[(unsigned char)(c)] != 0)
 
 /* tchar (RFC 9110 §5.6.2), for the auth-scheme name. */
 static int tchar(unsigned char c)
@@ -280,11 +304,11 @@ static keel_err session_verdict(auth_layer *l, const keel_principal *p)
 {
     int cacheable = l->cache != NULL && p->sid != NULL;
     if (cacheable) {
-        keel_buf b;
-        keel_buf_init(&b, 1); /* the values are one byte */
-        keel_err g = keel_cache_get(l->cache, keel_str_c(p->sid), &b);
-        char verdict = (g == KEEL_OK && b.len == 1) ? b.ptr[0] : '\0';
-        keel_buf_cleanup(&b);
+        char verdict = '\0';
+        size_t n;
+        if (keel_cache_get_into(l->cache, keel_str_c(p->sid), &verdict, 1, &n) != KEEL_OK ||
+            n != 1)
+            verdict = '\0';
         if (verdict == '1')
             return KEEL_OK;
         if (verdict == '0')
@@ -327,8 +351,14 @@ static keel_err auth_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
 
     json_t *claims = NULL;
     keel_diag d;
-    uint64_t now_s = (uint64_t)(keel_time_wall_ms() / 1000);
-    e = keel_jwt_verify(l->keys, &l->policy, token.ptr, token.len, now_s, &claims, &d);
+    const verified *pre = keel_ctx_get(cx, &verified_slot);
+    if (pre != NULL && pre->claims != NULL) {
+        claims = json_incref(pre->claims); /* verified by keel_auth_ready_inline() */
+        e = KEEL_OK;
+    } else {
+        uint64_t now_s = (uint64_t)(keel_time_wall_ms() / 1000);
+        e = keel_jwt_verify(l->keys, &l->policy, token.ptr, token.len, now_s, &claims, &d);
+    }
     if (e == KEEL_ENOMEM)
         return e;
     if (e != KEEL_OK) {
@@ -359,7 +389,7 @@ static keel_err auth_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
         return answer(cx, 401, AUTH_DETAIL_INVALID, l->chal_invalid);
     }
 
-    if (l->session_check != NULL) {
+    if (l->session_check != NULL && !(pre != NULL && pre->session_cached)) {
         e = session_verdict(l, &st->p);
         if (e != KEEL_OK) {
             json_decref(claims);
@@ -531,16 +561,26 @@ int keel_auth_ready_inline(keel_layer *auth_layer_, keel_ctx *cx, char *sub_out,
         return 1; /* answered 401 without I/O (or out of memory: the layer will say so) */
     const char *sub = json_string_value(json_object_get(claims, "sub"));
     const char *sid = json_string_value(json_object_get(claims, "sid"));
-    int ready = l->session_check == NULL;
-    if (!ready && l->cache != NULL && sid != NULL) {
-        keel_buf b;
-        keel_buf_init(&b, 1);
-        ready = keel_cache_get(l->cache, keel_str_c(sid), &b) == KEEL_OK && b.len == 1;
-        keel_buf_cleanup(&b);
+    char verdict = '\0'; /* the cached session verdict: '1' valid, '0' denied */
+    if (l->session_check != NULL && l->cache != NULL && sid != NULL) {
+        size_t n;
+        if (keel_cache_get_into(l->cache, keel_str_c(sid), &verdict, 1, &n) != KEEL_OK ||
+            n != 1)
+            verdict = '\0';
     }
+    int ready = l->session_check == NULL || verdict != '\0';
     if (ready && sub != NULL && sub_out != NULL && cap > 0)
         snprintf(sub_out, cap, "%s", sub);
-    json_decref(claims);
+    /* Hand the verified claims to the layer (it runs later on this request). */
+    verified *v = keel_arena_alloc(keel_ctx_arena(cx), sizeof(*v), _Alignof(verified));
+    if (v != NULL && keel_ctx_defer(cx, verified_release, v) == KEEL_OK) {
+        v->claims = claims;
+        v->session_cached = verdict == '1';
+        /* Without a free slot the layer verifies again; the release still runs. */
+        (void)keel_ctx_set(cx, &verified_slot, v);
+    } else {
+        json_decref(claims);
+    }
     return ready;
 }
 

@@ -12,6 +12,12 @@ typedef struct resp_header {
     const char *value;
 } resp_header;
 
+typedef struct ctx_defer {
+    struct ctx_defer *next;
+    void (*fn)(void *);
+    void *arg;
+} ctx_defer;
+
 typedef enum ctx_state {
     CTX_READING = 0, /* headers seen, body arriving */
     CTX_QUEUED,      /* handed to a worker */
@@ -49,11 +55,14 @@ struct keel_ctx {
     /* layer/handler slots */
     const void *slot_keys[KEEL__CTX_SLOTS];
     void *slot_vals[KEEL__CTX_SLOTS];
+    ctx_defer *defers; /* newest first */
 
     struct keel_ctx *next_job; /* worker queue link */
 };
 
 /* Run the chain and the routed handler for cx (on whatever thread calls it). */
 void keel__ctx_process(keel_ctx *cx);
+/* Run and forget cx's deferred callbacks (newest first). */
+void keel__ctx_run_defers(keel_ctx *cx);
 
 #endif

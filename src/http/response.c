@@ -111,6 +111,29 @@ void *keel_ctx_get(const keel_ctx *cx, const void *key)
     return NULL;
 }
 
+keel_err keel_ctx_defer(keel_ctx *cx, void (*fn)(void *arg), void *arg)
+{
+    if (cx == NULL || fn == NULL)
+        return KEEL_EINVAL;
+    ctx_defer *d = keel_arena_alloc(cx->arena, sizeof(*d), _Alignof(ctx_defer));
+    if (d == NULL)
+        return KEEL_ENOMEM;
+    d->fn = fn;
+    d->arg = arg;
+    d->next = cx->defers;
+    cx->defers = d;
+    return KEEL_OK;
+}
+
+void keel__ctx_run_defers(keel_ctx *cx)
+{
+    while (cx->defers != NULL) {
+        ctx_defer *d = cx->defers;
+        cx->defers = d->next; /* a callback may defer more: they run too */
+        d->fn(d->arg);
+    }
+}
+
 /* [A-Za-z0-9._:-] */
 static const unsigned char id_char[256] = {
     ['-'] = 1, ['.'] = 1, [':'] = 1, ['_'] = 1,

@@ -402,6 +402,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (cx == NULL)
         return;
     *con_cls = NULL;
+    keel__ctx_run_defers(cx);
     keel_buf_cleanup(&cx->body);
     arena_give(cx->arena);
     atomic_fetch_sub(&s->inflight, 1);

@@ -378,7 +378,7 @@ static uint64_t wall_ns(void)
 static keel_err random_id(uint8_t *p, size_t n)
 {
     for (int tries = 0; tries < 4; tries++) {
-        keel_err e = keel_random_bytes(p, n);
+        keel_err e = keel__random_pooled(p, n);
         if (e != KEEL_OK)
             return e;
         if (!all_zero(p, n))

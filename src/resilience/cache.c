@@ -223,6 +223,27 @@ static void count_lookup(keel_cache *c, keel_err rc)
     }
 }
 
+/* The live entry for key (expired ones are removed), made most recently used; counts the hit
+ * or miss.  Caller holds c->mu. */
+static entry *lookup_locked(keel_cache *c, keel_str key, uint64_t h, uint64_t now)
+{
+    entry **pp = find_slot(c, key, h);
+    entry *e = *pp;
+    if (e != NULL && expired(e, now)) {
+        remove_at(c, pp);
+        c->expirations++;
+        e = NULL;
+    }
+    if (e == NULL) {
+        c->misses++;
+        return NULL;
+    }
+    c->hits++;
+    lru_unlink(c, e);
+    lru_push_front(c, e);
+    return e;
+}
+
 keel_err keel_cache_get(keel_cache *c, keel_str key, keel_buf *out)
 {
     if (c == NULL || out == NULL || (key.ptr == NULL && key.len > 0))
@@ -238,25 +259,49 @@ keel_err keel_cache_get(keel_cache *c, keel_str key, keel_buf *out)
         count_lookup(c, be_rc);
         return be_rc;
     }
-    uint64_t h = hash_bytes(key);
-    uint64_t now = keel_clock_now_ms(c->clock);
+    uint64_t h = hash_bytes(key), now = keel_clock_now_ms(c->clock);
     keel_err rc;
     pthread_mutex_lock(&c->mu);
-    entry **pp = find_slot(c, key, h);
-    entry *e = *pp;
-    if (e != NULL && expired(e, now)) {
-        remove_at(c, pp);
-        c->expirations++;
-        e = NULL;
-    }
-    if (e == NULL) {
-        c->misses++;
+    entry *e = lookup_locked(c, key, h, now);
+    if (e == NULL)
         rc = KEEL_ENOTFOUND;
-    } else {
-        c->hits++;
-        lru_unlink(c, e);
-        lru_push_front(c, e);
+    else
         rc = keel_buf_append(out, e->key + e->klen, e->vlen);
+    pthread_mutex_unlock(&c->mu);
+    count_lookup(c, rc);
+    return rc;
+}
+
+keel_err keel_cache_get_into(keel_cache *c, keel_str key, void *dst, size_t cap, size_t *len)
+{
+    if (c == NULL || len == NULL || (dst == NULL && cap > 0) || (key.ptr == NULL && key.len > 0))
+        return KEEL_EINVAL;
+    *len = 0;
+    if (c->be != NULL) {
+        keel_buf b;
+        keel_buf_init(&b, SIZE_MAX - 1);
+        keel_err rc = keel_cache_get(c, key, &b);
+        if (rc == KEEL_OK) {
+            *len = b.len;
+            if (b.len <= cap)
+                memcpy(dst, b.ptr, b.len);
+            else
+                rc = KEEL_ETOOBIG;
+        }
+        keel_buf_cleanup(&b);
+        return rc;
+    }
+    uint64_t h = hash_bytes(key), now = keel_clock_now_ms(c->clock);
+    keel_err rc = KEEL_ENOTFOUND;
+    pthread_mutex_lock(&c->mu);
+    entry *e = lookup_locked(c, key, h, now);
+    if (e != NULL) {
+        *len = e->vlen;
+        rc = KEEL_ETOOBIG;
+        if (e->vlen <= cap) {
+            memcpy(dst, e->key + e->klen, e->vlen);
+            rc = KEEL_OK;
+        }
     }
     pthread_mutex_unlock(&c->mu);
     count_lookup(c, rc);

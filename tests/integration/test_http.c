@@ -24,7 +24,8 @@ static int setup(void **state)
     static const char *const env[] = {"CORS_ALLOW_ORIGINS=https://shop.example,https://admin.example",
                                       "CORS_ALLOW_METHODS=GET,POST",
                                       "CORS_ALLOW_HEADERS=Content-Type,Authorization",
-                                      "HTTP_MAX_BODY_BYTES=4096", "HTTP_WORKERS=4", NULL};
+                                      "HTTP_MAX_BODY_BYTES=4096", "HTTP_WORKERS=4",
+                                      "TRACE_LOG_SPANS=true", NULL};
     return keel_test_server_start(&srv, env);
 }
 

@@ -50,8 +50,8 @@ typedef struct auth_state {
     keel_limiter *ip_lim;   /* NULL = no per-IP limit */
     keel_limiter *acct_lim; /* NULL = no per-account limit */
     uint32_t session_cache_ms;
-    keel_cache *user_cache; /* sub -> user row for /users/me, as long as the session cache;
-                               NULL when AUTH_SESSION_CACHE_MS is 0 */
+    keel_cache *user_cache; /* sub -> the v1 /users/me "data" JSON, as long as the session
+                               cache; NULL when AUTH_SESSION_CACHE_MS is 0 */
     keel_layer *auth_layer; /* borrowed: the chain owns it */
     keel_logger *sec_log;
     keel_logger *log;
@@ -685,18 +685,32 @@ static void forget_user(const char *id)
     }
 }
 
-static int cached_user(const char *sub, user *out)
+/* Most bytes of a cached v1 /users/me "data" JSON (longer ones are not cached). */
+#define ME_JSON_MAX 2048
+
+/* The cached v1 /users/me "data" JSON of sub into out (ME_JSON_MAX bytes): its length, or 0
+ * when it is not cached. */
+static size_t cached_me(const char *sub, char *out)
+{
+    size_t n = 0;
+    if (g.user_cache == NULL ||
+        keel_cache_get_into(g.user_cache, keel_str_c(sub), out, ME_JSON_MAX, &n) != KEEL_OK)
+        return 0;
+    return n;
+}
+
+static void cache_me(const user *u)
 {
     if (g.user_cache == NULL)
-        return 0;
-    keel_buf b;
-    keel_buf_init(&b, sizeof(user));
-    int hit = keel_cache_get(g.user_cache, keel_str_c(sub), &b) == KEEL_OK &&
-              b.len == sizeof(user);
-    if (hit && out != NULL)
-        memcpy(out, b.ptr, sizeof(user));
-    keel_buf_cleanup(&b);
-    return hit;
+        return;
+    json_t *o = user_json(u, 0);
+    char buf[ME_JSON_MAX];
+    size_t n = o != NULL ? json_dumpb(o, buf, sizeof(buf), JSON_COMPACT) : 0;
+    json_decref(o);
+    if (n > 0 && n <= sizeof(buf)) {
+        keel_err e = keel_cache_set(g.user_cache, keel_str_c(u->id), (keel_str){buf, n});
+        (void)e; /* not caching only costs a read */
+    }
 }
 
 /* keel_server_config.inline_check: GET /api/v1/users/me whose session verdict and user row are
@@ -708,10 +722,10 @@ int keeld_inline_check(keel_ctx *cx, void *ud)
     if (g.user_cache == NULL || route == NULL || strcmp(route, "/api/v1/users/me") != 0 ||
         keel_req_method(cx) != KEEL_METHOD_GET)
         return 0;
-    char sub[KEEL_UUID_SIZE + 1];
+    char sub[KEEL_UUID_SIZE + 1], body[ME_JSON_MAX];
     if (!keel_auth_ready_inline(g.auth_layer, cx, sub, sizeof(sub)))
         return 0;
-    return sub[0] == '\0' || cached_user(sub, NULL);
+    return sub[0] == '\0' || cached_me(sub, body) > 0;
 }
 
 static keel_err h_me(keel_ctx *cx, void *ud)
@@ -723,23 +737,24 @@ static keel_err h_me(keel_ctx *cx, void *ud)
     const keel_principal *p = keel_ctx_principal(cx);
     if (!keel_uuid_valid(keel_str_c(p->sub)))
         return unauthorized(cx, "The access token is invalid or expired");
+    if (!v2) {
+        char body[ME_JSON_MAX];
+        size_t n = cached_me(p->sub, body);
+        if (n > 0)
+            return keel_resp_success_raw(cx, 200, body, n);
+    }
     user u;
     session s;
     int have_session = 0;
     keel_db *db;
     keel_diag d = {0};
-    if (!v2 && cached_user(p->sub, &u)) {
-        e = KEEL_OK;
-    } else if ((e = keel_db_acquire(g.store, &db, &d)) == KEEL_OK) {
+    if ((e = keel_db_acquire(g.store, &db, &d)) == KEEL_OK) {
         e = users_get(db, p->sub, &u, &d);
         if (e == KEEL_OK && v2 && p->sid != NULL && keel_uuid_valid(keel_str_c(p->sid)))
             have_session = sessions_get(db, p->sid, &s, &d) == KEEL_OK;
         keel_db_release(db);
-        if (e == KEEL_OK && g.user_cache != NULL) {
-            keel_err ce = keel_cache_set(g.user_cache, keel_str_c(u.id),
-                                         (keel_str){(const char *)&u, sizeof(u)});
-            (void)ce; /* not caching only costs a read */
-        }
+        if (e == KEEL_OK)
+            cache_me(&u);
     }
     if (e == KEEL_ENOTFOUND)
         return keel_resp_problem(cx, 404, NULL, "The user of this token no longer exists.",

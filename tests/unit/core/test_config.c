@@ -349,6 +349,7 @@ static void test_settings_defaults(void **state)
     assert_int_equal(0, s->webhook_secrets_len);
     assert_null(s->webhook_secrets);
     assert_null(s->otel_exporter_otlp_endpoint);
+    assert_false(s->trace_log_spans);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     long w = 4 * (cpus < 1 ? 1 : cpus);
     assert_int_equal(w < 2 ? 2 : w > 256 ? 256 : w, s->http_workers);
@@ -399,6 +400,7 @@ static void test_settings_overrides(void **state)
                           "HTTP_CONNECTION_MEMORY_LIMIT=8192",
                           "STRIPE_TIMEOUT_MS=2500",
                           "USER_SERVICE_TIMEOUT_MS=600000",
+                          "TRACE_LOG_SPANS=yes",
                           NULL};
     keel_settings *s = NULL;
     char *errs = NULL;
@@ -440,6 +442,7 @@ static void test_settings_overrides(void **state)
     assert_true(keel_secret_equals(s->webhook_secrets[0], "whsec_new", 9));
     assert_true(keel_secret_equals(s->webhook_secrets[1], "whsec_old", 9));
     assert_string_equal("http://otel:4318", s->otel_exporter_otlp_endpoint);
+    assert_true(s->trace_log_spans);
     assert_int_equal(1024, s->http_workers);
     assert_int_equal(1073741824, s->http_max_body_bytes);
     assert_int_equal(5, s->http_max_connections);

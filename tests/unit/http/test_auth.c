@@ -1,8 +1,10 @@
 /* Tests for src/http/auth.c: a real server on an ephemeral port with the auth layer in
  * the standard chain; HS256 tokens signed by keel_jwt_sign(); a session store double whose
  * verdicts are cached on a manual clock; every failure class of RFC 6750 / RFC 8725. */
+#define _GNU_SOURCE 1
 #include "test.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,11 +61,14 @@ static keel_err me_handler(keel_ctx *cx, void *ud)
     if (p == NULL)
         return keel_resp_success(cx, 200, json_pack("{s:b}", "anonymous", 1), NULL);
     const char *uid = keel_log_context_user_id();
-    json_t *o = json_pack("{s:s, s:s?, s:s?, s:o, s:o, s:s?, s:b, s:s?}", "sub", p->sub, "sid",
-                          p->sid, "jti", p->jti, "roles", strv_json(p->roles, p->nroles),
+    char thread[32] = "";
+    pthread_getname_np(pthread_self(), thread, sizeof(thread));
+    json_t *o = json_pack("{s:s, s:s?, s:s?, s:o, s:o, s:s?, s:b, s:s?, s:s}", "sub", p->sub,
+                          "sid", p->sid, "jti", p->jti, "roles", strv_json(p->roles, p->nroles),
                           "scopes", strv_json(p->scopes, p->nscopes), "user_id", uid,
                           "has_claims", p->claims != NULL, "claim_iss",
-                          p->claims ? json_string_value(json_object_get(p->claims, "iss")) : NULL);
+                          p->claims ? json_string_value(json_object_get(p->claims, "iss")) : NULL,
+                          "thread", thread);
     return keel_resp_success(cx, 200, o, NULL);
 }
 
@@ -102,6 +107,14 @@ typedef struct fixture {
 static keel_limiter *g_user_limiter;
 /* When set, start() builds the auth layer with routed_only. */
 static int g_routed_only;
+/* When set, start() gives the server an inline check built on keel_auth_ready_inline(). */
+static int g_inline;
+
+static int inline_check(keel_ctx *cx, void *ud)
+{
+    char sub[64];
+    return keel_auth_ready_inline(ud, cx, sub, sizeof(sub));
+}
 
 static void start(fixture *f, int with_session)
 {
@@ -175,6 +188,10 @@ static void start(fixture *f, int with_session)
     keel_server_config_default(&sc);
     sc.port = 0;
     sc.workers = 2;
+    if (g_inline) {
+        sc.inline_check = inline_check;
+        sc.inline_ud = f->auth;
+    }
     ASSERT_OK(keel_server_create(&f->s, &sc, f->r, chain, NULL, &d));
     ASSERT_OK(keel_server_start(f->s, &d));
     keel_server_set_ready(f->s, 1);
@@ -899,6 +916,70 @@ static void test_routed_only(void **state)
     g_routed_only = 0;
 }
 
+/* The data of a 200 from /api/me with authz (a new reference). */
+static json_t *me_data(fixture *f, const char *authz)
+{
+    keel_test_resp r;
+    assert_int_equal(200, get(f, "/api/me", authz, &r));
+    json_t *doc = body_json(&r);
+    json_t *data = json_incref(json_object_get(doc, "data"));
+    json_decref(doc);
+    keel_test_resp_free(&r);
+    return data;
+}
+
+/* keel_auth_ready_inline() as a server's inline check: a request whose session verdict is
+ * cached runs on the event loop, and the layer takes the claims the check verified (the
+ * principal is whole, the session is not checked again); everything else is unchanged. */
+static void test_inline_handover(void **state)
+{
+    (void)state;
+    fixture f;
+    g_inline = 1;
+    start(&f, 1);
+    char *tok = access_token(&f, "s-1", NULL);
+    char *b = bearer(tok);
+    /* first request: no cached verdict, so a worker runs it and the verdict is cached */
+    json_t *d1 = me_data(&f, b);
+    assert_string_equal("keel-worker", json_string_value(json_object_get(d1, "thread")));
+    assert_int_equal(1, atomic_load(&g_checks));
+    /* then: on the event loop, the principal as complete as before */
+    for (int i = 0; i < 3; i++) {
+        json_t *d2 = me_data(&f, b);
+        assert_non_null(strstr(json_string_value(json_object_get(d2, "thread")), "MHD"));
+        json_object_del(d1, "thread");
+        json_object_del(d2, "thread");
+        assert_true(json_equal(d1, d2));
+        json_decref(d2);
+    }
+    json_decref(d1);
+    assert_int_equal(1, atomic_load(&g_checks));
+
+    /* a revoked session: the cached "denied" verdict is answered inline, still 401 */
+    char *rt = access_token(&f, "s-revoked", NULL);
+    char *rb = bearer(rt);
+    for (int i = 0; i < 2; i++)
+        expect_invalid(&f, rb, rt);
+    assert_int_equal(2, atomic_load(&g_checks));
+    free(rb);
+    keel_free(rt);
+
+    /* a token that fails verification is answered 401 (not handed over) */
+    char *bad = keel_strdup(tok);
+    bad[strlen(bad) - 2] = bad[strlen(bad) - 2] == 'A' ? 'B' : 'A';
+    expect_invalid_token(&f, bad);
+    keel_free(bad);
+    /* no credentials: 401 missing */
+    keel_test_resp r;
+    get(&f, "/api/me", NULL, &r);
+    expect_problem(&r, 401, "Authentication is required.", CHAL_MISSING);
+    keel_test_resp_free(&r);
+    free(b);
+    keel_free(tok);
+    stop(&f);
+    g_inline = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -917,6 +998,7 @@ int main(void)
         cmocka_unit_test(test_realm_and_default_type),
         cmocka_unit_test(test_per_user_rate_limit),
         cmocka_unit_test(test_routed_only),
+        cmocka_unit_test(test_inline_handover),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -154,6 +154,69 @@ static void test_probes_drain_and_layers(void **state)
     keel_metrics_destroy(m);
 }
 
+/* keel_ctx_defer(): callbacks run once per request, newest first, after the response. */
+static char g_defer_log[64];
+static pthread_mutex_t g_defer_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void defer_note(void *arg)
+{
+    pthread_mutex_lock(&g_defer_mu);
+    strncat(g_defer_log, arg, sizeof(g_defer_log) - strlen(g_defer_log) - 1);
+    pthread_mutex_unlock(&g_defer_mu);
+}
+
+static keel_err deferring(keel_ctx *cx, void *ud)
+{
+    (void)ud;
+    assert_int_equal(KEEL_EINVAL, keel_ctx_defer(cx, NULL, NULL));
+    ASSERT_OK(keel_ctx_defer(cx, defer_note, "1"));
+    ASSERT_OK(keel_ctx_defer(cx, defer_note, "2"));
+    /* nothing has run while the handler is still working */
+    pthread_mutex_lock(&g_defer_mu);
+    size_t n = strlen(g_defer_log) % 2;
+    pthread_mutex_unlock(&g_defer_mu);
+    return keel_resp_success(cx, 200, json_pack("{s:i}", "pending", (int)n), NULL);
+}
+
+static void test_defer(void **state)
+{
+    (void)state;
+    keel_router *r;
+    keel_server *s;
+    keel_diag d = {0};
+    ASSERT_OK(keel_router_create(&r));
+    ASSERT_OK(keel_router_add(r, KEEL_METHOD_GET, "/defer", deferring, NULL, 0, &d));
+    ASSERT_OK(keel_router_add(r, KEEL_METHOD_GET, "/defer-inline", deferring, NULL,
+                              KEEL_ROUTE_INLINE, &d));
+    keel_server_config sc;
+    keel_server_config_default(&sc);
+    sc.port = 0;
+    sc.workers = 2;
+    ASSERT_OK(keel_server_create(&s, &sc, r, NULL, NULL, &d));
+    ASSERT_OK(keel_server_start(s, &d));
+    keel_server_set_ready(s, 1);
+    uint16_t port = keel_server_port(s);
+    assert_int_equal(KEEL_EINVAL, keel_ctx_defer(NULL, defer_note, "x"));
+    const char *paths[] = {"/defer", "/defer-inline", "/defer"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(200, get(port, paths[i], NULL));
+        assert_non_null(strstr(last_body, "\"pending\":0"));
+    }
+    /* completion runs after the response went out: wait for the last one */
+    char want[] = "212121";
+    for (int tries = 0; tries < 200; tries++) {
+        pthread_mutex_lock(&g_defer_mu);
+        int done = strcmp(g_defer_log, want) == 0;
+        pthread_mutex_unlock(&g_defer_mu);
+        if (done)
+            break;
+        usleep(10000);
+    }
+    assert_string_equal(want, g_defer_log);
+    keel_server_destroy(s);
+    keel_router_destroy(r);
+}
+
 static void test_bad_host(void **state)
 {
     (void)state;
@@ -178,6 +241,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probes_drain_and_layers),
         cmocka_unit_test(test_bad_host),
+        cmocka_unit_test(test_defer),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -155,6 +155,49 @@ static void test_ttl_expires_exactly_at_ttl(void **state)
     keel_cache_destroy(c);
 }
 
+/* keel_cache_get_into(): caller storage, same hits, misses, expiry and LRU as keel_cache_get(). */
+static void test_get_into(void **state)
+{
+    (void)state;
+    keel_manual_clock mc;
+    keel_manual_clock_init(&mc, 5000);
+    keel_cache *c = mk(&mc, 2, 0, 1000, NULL);
+    set(c, "a", "alpha");
+    set(c, "b", "beta");
+    char out[8];
+    size_t n = 99;
+    memset(out, 'x', sizeof(out));
+    ASSERT_OK(keel_cache_get_into(c, keel_str_c("a"), out, sizeof(out), &n));
+    assert_int_equal(5, n);
+    assert_memory_equal("alphaxxx", out, 8); /* exactly the value, no terminator */
+    /* too small: ETOOBIG with the length, storage untouched */
+    char tiny[4] = "zzz";
+    assert_int_equal(KEEL_ETOOBIG, keel_cache_get_into(c, keel_str_c("a"), tiny, 4, &n));
+    assert_int_equal(5, n);
+    assert_string_equal("zzz", tiny);
+    /* cap 0 with NULL storage asks for the length only */
+    assert_int_equal(KEEL_ETOOBIG, keel_cache_get_into(c, keel_str_c("b"), NULL, 0, &n));
+    assert_int_equal(4, n);
+    assert_int_equal(KEEL_ENOTFOUND, keel_cache_get_into(c, keel_str_c("zz"), out, 8, &n));
+    assert_int_equal(0, n);
+    /* a hit makes the entry most recent: "a" was read after "b", so "b" is evicted */
+    ASSERT_OK(keel_cache_get_into(c, keel_str_c("a"), out, sizeof(out), &n));
+    set(c, "c", "gamma");
+    assert_int_equal(KEEL_ENOTFOUND, keel_cache_get_into(c, keel_str_c("b"), out, 8, &n));
+    assert_int_equal(1, get_is(c, "a", "alpha"));
+    /* expiry */
+    keel_manual_clock_advance(&mc, 1000);
+    assert_int_equal(KEEL_ENOTFOUND, keel_cache_get_into(c, keel_str_c("a"), out, 8, &n));
+    assert_int_equal(KEEL_EINVAL, keel_cache_get_into(c, keel_str_c("a"), NULL, 8, &n));
+    assert_int_equal(KEEL_EINVAL, keel_cache_get_into(c, keel_str_c("a"), out, 8, NULL));
+    assert_int_equal(KEEL_EINVAL, keel_cache_get_into(NULL, keel_str_c("a"), out, 8, &n));
+    keel_cache_stats st;
+    keel_cache_get_stats(c, &st);
+    assert_int_equal(5, st.hits); /* a, a (too big), b (length), a, a */
+    assert_int_equal(3, st.misses); /* zz, evicted b, expired a */
+    keel_cache_destroy(c);
+}
+
 static void test_lru_order(void **state)
 {
     (void)state;
@@ -455,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_config_validation),
         cmocka_unit_test(test_hit_miss_overwrite_delete),
         cmocka_unit_test(test_ttl_expires_exactly_at_ttl),
+        cmocka_unit_test(test_get_into),
         cmocka_unit_test(test_lru_order),
         cmocka_unit_test(test_byte_cap),
         cmocka_unit_test(test_metrics),

@@ -148,11 +148,19 @@ static void test_get_set_delete_ttl(void **state)
     keel_buf_init(&small, 4);
     assert_int_equal(KEEL_ETOOBIG, keel_cache_get(c, keel_str_c("big"), &small));
     keel_buf_cleanup(&small);
+    /* the same into caller storage */
+    char into[16];
+    size_t n = 0;
+    ASSERT_OK(keel_cache_get_into(c, keel_str_c("big"), into, sizeof(into), &n));
+    assert_int_equal(10, n);
+    assert_memory_equal("0123456789", into, 10);
+    assert_int_equal(KEEL_ETOOBIG, keel_cache_get_into(c, keel_str_c("big"), into, 4, &n));
+    assert_int_equal(10, n);
 
     /* stats: local hits and misses; no entries or bytes tracked; purge is a no-op */
     keel_cache_stats st;
     keel_cache_get_stats(c, &st);
-    assert_int_equal(4, st.hits);   /* one, two, "", big */
+    assert_int_equal(6, st.hits);   /* one, two, "", big (three times) */
     assert_int_equal(2, st.misses); /* a before set, a after delete */
     assert_int_equal(0, st.evictions);
     assert_int_equal(0, st.expirations);
