@@ -5,11 +5,12 @@
  * keel_logger_get("app.auth.service") and emit records through the
  * KEEL_LOG_* macros.  Emitting is safe from any number of threads at once
  * and never does I/O on the caller's thread while the logger runs: the
- * caller formats the message, snapshots its thread's request/user context
- * and pushes the record onto a bounded queue; one writer thread runs the
- * hook (redaction) and the sinks (rotating app.json and error.json, console).
- * When the queue is full the configured policy either drops the record (and
- * counts it) or makes the caller wait for space.
+ * caller formats the message, snapshots its thread's request/user context,
+ * runs the hook (redaction), formats the record's lines (JSON, and text for
+ * a text console) and pushes them onto a bounded queue; one writer thread
+ * hands them to the sinks (rotating app.json and error.json, console) and
+ * does the writes.  When the queue is full the configured policy either
+ * drops the record (and counts it) or makes the caller wait for space.
  *
  * Before keel_log_start() and after keel_log_stop() records are written
  * synchronously to stderr as plain text (through the hook, if one is set),
@@ -206,9 +207,9 @@ typedef struct keel_log_record keel_log_record;
 
 /** Called for every record before any sink.  Return 0 to keep the record (possibly
  *  rewritten with the keel_log_record_set_* functions), nonzero to drop it.
- *  Runs on the writer thread (or, while the logger is stopped, on the emitting thread),
- *  never on two threads at once.  It must not block for long, and records it emits itself
- *  are dropped. */
+ *  Runs on the emitting thread before the record is queued (serialised: never on two
+ *  threads at once), so it must be quick and must not block; records it emits itself are
+ *  dropped. */
 typedef int (*keel_log_hook_fn)(keel_log_record *rec, void *ud);
 
 /** Install the hook (replacing any previous one); NULL removes it.  When this returns, the

@@ -4,12 +4,16 @@
  * Formatting and sinks live in log_sink.c.
  *
  * Data flow.  The caller encodes a record into a flat "blob" (header, field
- * descriptors, then strings, message last) in a stack buffer, takes the
- * queue mutex and copies the blob into a ring slot (records too big for a
- * slot's inline area are heap-allocated and the slot just holds the
- * pointer).  The writer takes up to WRITER_BATCH slots at a time, decodes
- * each into a keel_log_record view, runs the hook and the sinks without the
- * lock, writes the sink buffers out and then frees the slots. */
+ * descriptors, then strings, message last) in a stack buffer and decodes it
+ * into its thread's record view, runs the hook and formats the lines the
+ * sinks need (JSON, and text for a text console) into its thread's buffer;
+ * then it takes the queue mutex and copies the formatted bytes into a ring
+ * slot (records too big for a slot's inline area are heap-allocated and the
+ * slot just holds the pointer).  The writer takes up to WRITER_BATCH slots at
+ * a time, appends their bytes to the sink buffers without the lock, writes
+ * them out and then frees the slots.  Formatting on the caller spreads the
+ * cost evenly over the requests that log, instead of in writer bursts that
+ * stall whoever shares the CPU with it; the writer only copies and writes. */
 #include "keel_int.h"
 
 #include "log_int.h"
@@ -226,7 +230,6 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t g_life_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t g_thread;
 static keel__log_sinks g_sinks;    /* owned by the writer thread while running */
-static keel_log_record g_wrec;     /* the writer's record view */
 static int g_started;              /* under g_life_mu */
 
 static pthread_mutex_t g_level_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -249,8 +252,43 @@ static int g_sync_ready;
 
 static atomic_uint_fast64_t st_written, st_dropped, st_filtered, st_errors;
 
+/* What callers format while the logger runs (KEEL__LOG_FMT_* of the sinks), and the start
+ * generation it belongs to: a caller that formatted for an earlier start formats again. */
+static atomic_uint g_formats;
+static atomic_uint g_fmt_gen;
+static atomic_int g_fmt_live; /* the logger runs: callers format (a hint; g.running decides) */
+/* Most bytes of one formatted record: a JSON line and a text line (log_sink.c caps each). */
+#define FMT_OUT_MAX (4u * 1024u * 1024u + 64u)
+
+/* A formatted record in a slot: this header, then json_len + text_len bytes. */
+typedef struct pre_hdr {
+    int32_t level;
+    uint32_t json_len;
+    uint32_t text_len;
+} pre_hdr;
+
+/* Each logging thread's record view and format buffer (freed when the thread exits). */
+typedef struct fmt_state {
+    keel_log_record rec;
+    keel__lbuf out; /* pre_hdr + the formatted lines */
+} fmt_state;
+static _Thread_local fmt_state *tl_fmt;
+static pthread_key_t g_fmt_key;
+static int g_fmt_key_ok;
+
+static void fmt_state_free(void *p)
+{
+    fmt_state *f = p;
+    if (f == NULL)
+        return;
+    keel__log_record_cleanup(&f->rec);
+    keel__lbuf_free(&f->out);
+    keel_free(f);
+}
+
 static void init_once(void)
 {
+    g_fmt_key_ok = pthread_key_create(&g_fmt_key, fmt_state_free) == 0;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -430,6 +468,57 @@ static void sync_write(const unsigned char *blob)
     pthread_mutex_unlock(&g_sync_mu);
 }
 
+/* Write r, already through the hook, synchronously (the logger stopped while its caller was
+ * formatting it). */
+static void sync_emit(const keel_log_record *r)
+{
+    pthread_mutex_lock(&g_sync_mu);
+    if (!g_sync_ready) {
+        keel__log_sinks_init_stderr(&g_ssinks);
+        for (size_t i = 0; i < KEEL_LOG_FIELDS_MAX; i++)
+            keel__lbuf_init(&g_srec.f[i].repl, KEEL__LOG_SET_MAX);
+        keel__lbuf_init(&g_srec.msg_repl, KEEL__LOG_SET_MAX);
+        g_sync_ready = 1;
+    }
+    atomic_fetch_add_explicit(&st_written, 1, memory_order_relaxed);
+    keel__log_sinks_emit(&g_ssinks, r, atomic_load_explicit(&g_level, memory_order_relaxed));
+    keel__log_sinks_flush(&g_ssinks);
+    pthread_mutex_unlock(&g_sync_mu);
+}
+
+/* The writer's side of a slot: the caller's formatted lines to the sinks. */
+static void consume_formatted(keel__log_sinks *s, const unsigned char *p)
+{
+    pre_hdr h;
+    memcpy(&h, p, sizeof h);
+    const char *json = (const char *)p + sizeof h;
+    atomic_fetch_add_explicit(&st_written, 1, memory_order_relaxed);
+    keel__log_sinks_emit_formatted(s, h.level, atomic_load_explicit(&g_level, memory_order_relaxed),
+                                   json, h.json_len, json + h.json_len, h.text_len);
+}
+
+/* This thread's record view and format buffer (NULL when out of memory). */
+static fmt_state *fmt_state_get(void)
+{
+    if (tl_fmt != NULL)
+        return tl_fmt;
+    if (!g_fmt_key_ok)
+        return NULL;
+    fmt_state *f = keel_calloc(1, sizeof *f);
+    if (f == NULL)
+        return NULL;
+    for (size_t i = 0; i < KEEL_LOG_FIELDS_MAX; i++)
+        keel__lbuf_init(&f->rec.f[i].repl, KEEL__LOG_SET_MAX);
+    keel__lbuf_init(&f->rec.msg_repl, KEEL__LOG_SET_MAX);
+    keel__lbuf_init(&f->out, FMT_OUT_MAX);
+    if (pthread_setspecific(g_fmt_key, f) != 0) {
+        keel_free(f);
+        return NULL;
+    }
+    tl_fmt = f;
+    return f;
+}
+
 /* ============================================================== writer == */
 
 /* Sleep on not_empty for at most ms milliseconds (monotonic clock). */
@@ -487,7 +576,7 @@ static void *writer_main(void *arg)
          * producers only fill slots after head + count. */
         for (size_t k = 0; k < n; k++) {
             slot *s = &g.ring[(start + k) % g.cap];
-            consume(&g_wrec, &g_sinks, s->heap != NULL ? s->heap : s->in.b);
+            consume_formatted(&g_sinks, s->heap != NULL ? s->heap : s->in.b);
             if (s->heap != NULL) {
                 keel_free(s->heap);
                 s->heap = NULL;
@@ -497,6 +586,11 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&g.mu);
         g.head = (start + n) % g.cap;
         g.count -= n;
+        /* Empty: start again at slot 0, so producers keep writing into the same few slots,
+         * which stay in the CPU cache (and the rest of the ring is never touched), instead of
+         * sweeping the whole ring and missing the cache on every record. */
+        if (g.count == 0)
+            g.head = 0;
         g.seq_done += n;
         if (g.block_waiters)
             pthread_cond_broadcast(&g.not_full);
@@ -523,6 +617,93 @@ static size_t truncate_msg(char *m, size_t n, size_t room)
     size_t keep = utf8_cut(m, n, room - sizeof TRUNC_MARK);
     memcpy(m + keep, TRUNC_MARK, sizeof TRUNC_MARK); /* includes the NUL */
     return keep + sizeof TRUNC_MARK - 1;
+}
+
+/* Count a record lost for want of memory or queue space. */
+static void count_drop(void)
+{
+    atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
+}
+
+/* The running logger's path for the record encoded in blob: decode it into this thread's
+ * view, run the hook, format the lines the sinks need, queue them. */
+static void enqueue_formatted(const unsigned char *blob, keel_log_level lv)
+{
+    fmt_state *fs = fmt_state_get();
+    if (fs == NULL) {
+        count_drop();
+        return;
+    }
+    keel_log_record *r = &fs->rec;
+    decode(r, blob);
+    if (run_hook(r)) {
+        atomic_fetch_add_explicit(&st_filtered, 1, memory_order_relaxed);
+        return;
+    }
+    for (;;) {
+        unsigned gen = atomic_load_explicit(&g_fmt_gen, memory_order_acquire);
+        unsigned formats = atomic_load_explicit(&g_formats, memory_order_relaxed);
+        keel__lbuf *out = &fs->out;
+        keel__lbuf_reset(out);
+        pre_hdr ph;
+        memset(&ph, 0, sizeof ph);
+        keel__lbuf_put(out, &ph, sizeof ph);
+        size_t jn, tn;
+        if (keel__log_format(out, r, formats, &jn, &tn) != KEEL_OK) {
+            keel__log_count_error();
+            return;
+        }
+        ph.level = r->level;
+        ph.json_len = (uint32_t)jn;
+        ph.text_len = (uint32_t)tn;
+        memcpy(out->p, &ph, sizeof ph);
+        unsigned char *big = NULL;
+        if (out->len > SLOT_INLINE) {
+            if ((big = keel_malloc(out->len)) == NULL) {
+                count_drop();
+                return;
+            }
+            memcpy(big, out->p, out->len);
+        }
+
+        pthread_mutex_lock(&g.mu);
+        while (g.running && g.count == g.cap) {
+            if (g.overflow == KEEL_LOG_OVERFLOW_DROP || tl_is_writer) {
+                pthread_mutex_unlock(&g.mu);
+                count_drop();
+                keel_free(big);
+                return;
+            }
+            g.block_waiters++;
+            pthread_cond_wait(&g.not_full, &g.mu);
+            g.block_waiters--;
+        }
+        if (!g.running) {
+            /* stopped meanwhile: written synchronously, without running the hook again */
+            pthread_mutex_unlock(&g.mu);
+            keel_free(big);
+            sync_emit(r);
+            return;
+        }
+        if (atomic_load_explicit(&g_fmt_gen, memory_order_relaxed) != gen) {
+            /* restarted meanwhile, maybe with other sinks: format again */
+            pthread_mutex_unlock(&g.mu);
+            keel_free(big);
+            continue;
+        }
+        slot *s = &g.ring[(g.head + g.count) % g.cap];
+        if (big != NULL)
+            s->heap = big;
+        else
+            memcpy(s->in.b, out->p, out->len);
+        g.count++;
+        g.seq_in++;
+        if (g.writer_idle ||
+            (g.writer_lingering && (g.count >= wake_at() || lv >= KEEL_LOG_LEVEL_ERROR)))
+            pthread_cond_signal(&g.not_empty);
+        pthread_mutex_unlock(&g.mu);
+        return;
+    }
 }
 
 void keel_log_vwrite(const keel_logger *lg, keel_log_level lv, const char *file, int line,
@@ -652,38 +833,14 @@ void keel_log_vwrite(const keel_logger *lg, keel_log_level lv, const char *file,
     va_end(ap2);
     h.msg_len = (uint32_t)mlen;
     memcpy(buf, &h, sizeof h);
-    size_t total = fixed + mlen;
 
-    /* Enqueue. */
-    pthread_mutex_lock(&g.mu);
-    while (g.running && g.count == g.cap) {
-        if (g.overflow == KEEL_LOG_OVERFLOW_DROP || tl_is_writer) {
-            pthread_mutex_unlock(&g.mu);
-            atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
-            keel_free(heap);
-            return;
-        }
-        g.block_waiters++;
-        pthread_cond_wait(&g.not_full, &g.mu);
-        g.block_waiters--;
-    }
-    if (!g.running) {
-        pthread_mutex_unlock(&g.mu);
+    if (!atomic_load_explicit(&g_fmt_live, memory_order_acquire)) {
         sync_write(buf);
         keel_free(heap);
         return;
     }
-    slot *s = &g.ring[(g.head + g.count) % g.cap];
-    if (heap != NULL)
-        s->heap = heap;
-    else
-        memcpy(s->in.b, buf, total);
-    g.count++;
-    g.seq_in++;
-    if (g.writer_idle ||
-        (g.writer_lingering && (g.count >= wake_at() || lv >= KEEL_LOG_LEVEL_ERROR)))
-        pthread_cond_signal(&g.not_empty);
-    pthread_mutex_unlock(&g.mu);
+    enqueue_formatted(buf, lv);
+    keel_free(heap);
 }
 
 void keel_log_write(const keel_logger *lg, keel_log_level lv, const char *file, int line,
@@ -887,16 +1044,14 @@ keel_err keel_log_start(const keel_log_config *cfg)
         pthread_mutex_unlock(&g_life_mu);
         return e;
     }
-    for (size_t i = 0; i < KEEL_LOG_FIELDS_MAX; i++)
-        keel__lbuf_init(&g_wrec.f[i].repl, KEEL__LOG_SET_MAX);
-    keel__lbuf_init(&g_wrec.msg_repl, KEEL__LOG_SET_MAX);
-
     pthread_mutex_lock(&g.mu);
     g.ring = ring;
     g.cap = c.queue_capacity;
     g.head = g.count = 0;
     g.overflow = c.overflow;
     g.stopping = 0;
+    atomic_store_explicit(&g_formats, keel__log_sinks_formats(&g_sinks), memory_order_relaxed);
+    atomic_fetch_add_explicit(&g_fmt_gen, 1, memory_order_release);
     pthread_mutex_unlock(&g.mu);
 
     /* The writer takes no signals: they belong to the application's threads,
@@ -908,13 +1063,13 @@ keel_err keel_log_start(const keel_log_config *cfg)
         g.cap = 0;
         pthread_mutex_unlock(&g.mu);
         keel__log_sinks_close(&g_sinks);
-        keel__log_record_cleanup(&g_wrec);
         keel_free(ring);
         pthread_mutex_unlock(&g_life_mu);
         return rc == ENOMEM || rc == EAGAIN ? KEEL_ENOMEM : KEEL_EINTERNAL;
     }
     pthread_mutex_lock(&g.mu);
     g.running = 1;
+    atomic_store_explicit(&g_fmt_live, 1, memory_order_release);
     pthread_mutex_unlock(&g.mu);
     g_started = 1;
 
@@ -940,6 +1095,7 @@ void keel_log_stop(void)
     }
     pthread_mutex_lock(&g.mu);
     g.running = 0;
+    atomic_store_explicit(&g_fmt_live, 0, memory_order_relaxed);
     g.stopping = 1;
     pthread_cond_broadcast(&g.not_empty);
     pthread_cond_broadcast(&g.not_full);
@@ -947,7 +1103,6 @@ void keel_log_stop(void)
     pthread_join(g_thread, NULL);
 
     keel__log_sinks_close(&g_sinks);
-    keel__log_record_cleanup(&g_wrec);
     pthread_mutex_lock(&g.mu);
     KEEL_ASSERT(g.count == 0);
     keel_free(g.ring);

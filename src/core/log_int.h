@@ -32,9 +32,25 @@ typedef struct keel__lbuf {
 void keel__lbuf_init(keel__lbuf *b, size_t max);
 void keel__lbuf_reset(keel__lbuf *b);
 void keel__lbuf_free(keel__lbuf *b);
-void keel__lbuf_put(keel__lbuf *b, const void *p, size_t n);
+/* Append n bytes: the growing / overflowing case. */
+void keel__lbuf_put_slow(keel__lbuf *b, const void *p, size_t n);
+/* Append n bytes (inline: formatting a record appends a few dozen small pieces). */
+static inline void keel__lbuf_put(keel__lbuf *b, const void *p, size_t n)
+{
+    if (b->err == 0 && n < b->cap - b->len && n <= b->max - b->len) {
+        if (n)
+            memcpy(b->p + b->len, p, n);
+        b->len += n;
+        b->p[b->len] = '\0';
+        return;
+    }
+    keel__lbuf_put_slow(b, p, n);
+}
 void keel__lbuf_puts(keel__lbuf *b, const char *s);
-void keel__lbuf_putc(keel__lbuf *b, char c);
+static inline void keel__lbuf_putc(keel__lbuf *b, char c)
+{
+    keel__lbuf_put(b, &c, 1);
+}
 /* Append s as a quoted JSON string: control characters escaped, invalid UTF-8 -> U+FFFD. */
 void keel__lbuf_json_str(keel__lbuf *b, const char *s, size_t n);
 /* Append s for humans: control characters as \n \r \t \xNN, invalid UTF-8 bytes as \xNN. */
@@ -107,6 +123,21 @@ keel_err keel__log_sinks_open(keel__log_sinks *s, const keel_log_config *cfg);
 void keel__log_sinks_init_stderr(keel__log_sinks *s);
 /* Format r once and buffer it for every sink whose level admits it. */
 void keel__log_sinks_emit(keel__log_sinks *s, const keel_log_record *r, int level);
+
+/* Record formats (bits). */
+#define KEEL__LOG_FMT_JSON 1u  /* the JSON line (files, JSON console) */
+#define KEEL__LOG_FMT_TEXT 2u  /* the text line (text console) */
+#define KEEL__LOG_FMT_COLOR 4u /* ... with ANSI colours */
+/* The formats the sinks of s can need. */
+unsigned keel__log_sinks_formats(const keel__log_sinks *s);
+/* Append r to b in the formats asked for: the JSON line, then the text line; their lengths
+ * go to *json_len / *text_len (0 when not asked).  KEEL_ETOOBIG when b overflowed. */
+keel_err keel__log_format(keel__lbuf *b, const keel_log_record *r, unsigned formats,
+                          size_t *json_len, size_t *text_len);
+/* Buffer a record formatted by keel__log_format() for every sink whose level admits a
+ * record at lv (level: the current minimum level). */
+void keel__log_sinks_emit_formatted(keel__log_sinks *s, int lv, int level, const char *json,
+                                    size_t json_len, const char *text, size_t text_len);
 /* Write the buffered bytes of every sink. */
 void keel__log_sinks_flush(keel__log_sinks *s);
 /* Flush, close the files and free everything. */

@@ -74,7 +74,7 @@ static int lbuf_reserve(keel__lbuf *b, size_t n)
     return 0;
 }
 
-void keel__lbuf_put(keel__lbuf *b, const void *p, size_t n)
+void keel__lbuf_put_slow(keel__lbuf *b, const void *p, size_t n)
 {
     if (lbuf_reserve(b, n) != 0)
         return;
@@ -89,10 +89,6 @@ void keel__lbuf_puts(keel__lbuf *b, const char *s)
     keel__lbuf_put(b, s, strlen(s));
 }
 
-void keel__lbuf_putc(keel__lbuf *b, char c)
-{
-    keel__lbuf_put(b, &c, 1);
-}
 
 /* ============================================================ escaping == */
 
@@ -525,6 +521,33 @@ static void file_flush(keel__log_file *f)
     keel__lbuf_reset(&f->out);
 }
 
+/* Bytes freed per step when a rotated-out file is emptied. */
+#define SHRINK_STEP (1u << 20)
+
+/* Empty the file at path a step at a time (each step returns to user space, where the
+ * scheduler can hand the CPU to a waiting thread).  Dropping a 10 MiB file
+ * at once (the rename over the oldest backup, or O_TRUNC) frees its page cache and blocks in
+ * one system call: several milliseconds of kernel time during which nothing else runs on the
+ * writer's CPU, which is a request-latency spike on a server sharing it.  RocksDB's
+ * DeleteScheduler truncates big files in chunks for the same reason.  Best effort: any
+ * failure leaves the rest to the rename / truncation that follows. */
+static void shrink_gradually(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        off_t size = st.st_size;
+        while (size > 0) {
+            size = size > (off_t)SHRINK_STEP ? size - (off_t)SHRINK_STEP : 0;
+            if (ftruncate(fd, size) != 0)
+                break;
+        }
+    }
+    close(fd);
+}
+
 /* Python RotatingFileHandler order: name.(N-1) -> name.N, ..., name -> name.1,
  * so name.N (the oldest) is replaced and at most N backups ever exist. */
 static void file_rotate(keel__log_sinks *s, keel__log_file *f)
@@ -535,6 +558,8 @@ static void file_rotate(keel__log_sinks *s, keel__log_file *f)
     }
     if (s->rotate_backups > 0) {
         char src[LOG_PATH_MAX + 8], dst[LOG_PATH_MAX + 8];
+        snprintf(dst, sizeof dst, "%s.%u", f->path, s->rotate_backups);
+        shrink_gradually(dst); /* the oldest backup, about to be replaced */
         for (unsigned i = s->rotate_backups; i > 1; i--) {
             snprintf(src, sizeof src, "%s.%u", f->path, i - 1);
             snprintf(dst, sizeof dst, "%s.%u", f->path, i);
@@ -546,6 +571,7 @@ static void file_rotate(keel__log_sinks *s, keel__log_file *f)
             file_warn(f, "cannot rotate", errno);
         file_open(f, 0);
     } else {
+        shrink_gradually(f->path);
         file_open(f, 1);
     }
     f->size = 0;
@@ -646,43 +672,85 @@ keel_err keel__log_sinks_open(keel__log_sinks *s, const keel_log_config *cfg)
     return e;
 }
 
-void keel__log_sinks_emit(keel__log_sinks *s, const keel_log_record *r, int level)
+/* Which formats a record at lv needs for the sinks of s (bits KEEL__LOG_FMT_*). */
+static unsigned sinks_wants(const keel__log_sinks *s, int lv, int level)
 {
-    int lv = r->level;
+    unsigned w = 0;
+    int to_console = s->console != KEEL_LOG_CONSOLE_OFF && lv >= level;
+    if (s->have_files && lv >= KEEL_MAX(level, s->app.min_level))
+        w |= KEEL__LOG_FMT_JSON;
+    if (to_console)
+        w |= s->console == KEEL_LOG_CONSOLE_TEXT ? KEEL__LOG_FMT_TEXT : KEEL__LOG_FMT_JSON;
+    return w;
+}
+
+unsigned keel__log_sinks_formats(const keel__log_sinks *s)
+{
+    unsigned w = s->have_files ? KEEL__LOG_FMT_JSON : 0;
+    if (s->console == KEEL_LOG_CONSOLE_JSON)
+        w |= KEEL__LOG_FMT_JSON;
+    else if (s->console == KEEL_LOG_CONSOLE_TEXT)
+        w |= KEEL__LOG_FMT_TEXT | (s->color ? KEEL__LOG_FMT_COLOR : 0);
+    return w;
+}
+
+keel_err keel__log_format(keel__lbuf *b, const keel_log_record *r, unsigned formats,
+                          size_t *json_len, size_t *text_len)
+{
+    size_t start = b->len;
+    *json_len = *text_len = 0;
+    if (formats & KEEL__LOG_FMT_JSON) {
+        keel__log_format_json(b, r);
+        *json_len = b->len - start;
+    }
+    if (formats & KEEL__LOG_FMT_TEXT) {
+        keel__log_format_text(b, r, (formats & KEEL__LOG_FMT_COLOR) != 0);
+        *text_len = b->len - start - *json_len;
+    }
+    return b->err ? KEEL_ETOOBIG : KEEL_OK;
+}
+
+void keel__log_sinks_emit_formatted(keel__log_sinks *s, int lv, int level, const char *json,
+                                    size_t json_len, const char *text, size_t text_len)
+{
     int to_console = s->console != KEEL_LOG_CONSOLE_OFF && lv >= level;
     int to_app = s->have_files && lv >= KEEL_MAX(level, s->app.min_level);
     int to_err = s->have_files && lv >= KEEL_MAX(level, s->err.min_level);
-    if ((to_console && s->console == KEEL_LOG_CONSOLE_JSON) || to_app || to_err) {
-        keel__lbuf_reset(&s->json);
-        keel__log_format_json(&s->json, r);
-        if (s->json.err) {
-            keel__log_count_error();
-            return;
-        }
-    }
     if (to_app)
-        file_append(s, &s->app, s->json.p, s->json.len);
+        file_append(s, &s->app, json, json_len);
     if (to_err)
-        file_append(s, &s->err, s->json.p, s->json.len);
+        file_append(s, &s->err, json, json_len);
     if (!to_console)
         return;
-    const keel__lbuf *src = &s->json;
+    const char *src = json;
+    size_t n = json_len;
     if (s->console == KEEL_LOG_CONSOLE_TEXT) {
-        keel__lbuf_reset(&s->text);
-        keel__log_format_text(&s->text, r, s->color);
-        if (s->text.err) {
-            keel__log_count_error();
-            return;
-        }
-        src = &s->text;
+        src = text;
+        n = text_len;
     }
-    if (s->console_out.len + src->len > s->console_out.max)
+    if (s->console_out.len + n > s->console_out.max)
         keel__log_sinks_flush(s);
-    keel__lbuf_put(&s->console_out, src->p, src->len);
+    keel__lbuf_put(&s->console_out, src, n);
     if (s->console_out.err) {
         keel__log_count_error();
         keel__lbuf_reset(&s->console_out);
     }
+}
+
+void keel__log_sinks_emit(keel__log_sinks *s, const keel_log_record *r, int level)
+{
+    unsigned w = sinks_wants(s, r->level, level);
+    if (w == 0)
+        return;
+    if (w & KEEL__LOG_FMT_TEXT)
+        w |= s->color ? KEEL__LOG_FMT_COLOR : 0;
+    keel__lbuf_reset(&s->json);
+    size_t jn, tn;
+    if (keel__log_format(&s->json, r, w, &jn, &tn) != KEEL_OK) {
+        keel__log_count_error();
+        return;
+    }
+    keel__log_sinks_emit_formatted(s, r->level, level, s->json.p, jn, s->json.p + jn, tn);
 }
 
 void keel__log_sinks_flush(keel__log_sinks *s)

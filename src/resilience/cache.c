@@ -68,9 +68,9 @@ keel_err keel_cache_create(keel_cache **out, const keel_cache_config *cfg, keel_
     keel_cache *c = keel__new(keel_cache);
     if (c == NULL)
         return keel_diag_set(diag, KEEL_ENOMEM, 0, "cache: out of memory");
+    /* Few buckets at first, doubled as entries arrive (grow_buckets): a cache sized for many
+     * entries does not hold its whole bucket array from the start. */
     size_t nb = 16;
-    while (nb < cfg->max_entries && nb < CACHE_MAX_BUCKETS)
-        nb <<= 1;
     c->nbuckets = nb;
     c->buckets = keel_calloc(nb, sizeof(entry *));
     c->name = keel_strdup(cfg->name ? cfg->name : "cache");
@@ -183,6 +183,29 @@ static void drop_tail(keel_cache *c, uint64_t now)
     else
         c->evictions++;
     remove_entry(c, t);
+}
+
+/* Double the buckets once the table holds as many entries as buckets, up to what max_entries
+ * needs (caller holds c->mu).  Out of memory keeps the table as it is. */
+static void grow_buckets(keel_cache *c)
+{
+    if (c->count < c->nbuckets || c->nbuckets >= c->max_entries ||
+        c->nbuckets >= CACHE_MAX_BUCKETS)
+        return;
+    size_t nb = c->nbuckets * 2;
+    entry **nbk = keel_calloc(nb, sizeof(entry *));
+    if (nbk == NULL)
+        return;
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        for (entry *e = c->buckets[i], *next; e != NULL; e = next) {
+            next = e->hnext;
+            e->hnext = nbk[e->hash & (nb - 1)];
+            nbk[e->hash & (nb - 1)] = e;
+        }
+    }
+    keel_free(c->buckets);
+    c->buckets = nbk;
+    c->nbuckets = nb;
 }
 
 static void free_all(keel_cache *c)
@@ -358,6 +381,7 @@ keel_err keel_cache_set_ttl(keel_cache *c, keel_str key, keel_str value, uint64_
     while (c->count > 0 &&
            (c->count + 1 > c->max_entries || (c->max_bytes > 0 && c->bytes + need > c->max_bytes)))
         drop_tail(c, now);
+    grow_buckets(c);
     pp = &c->buckets[h & (c->nbuckets - 1)];
     n->hnext = *pp;
     *pp = n;

@@ -10,6 +10,7 @@
 
 #define MAX_SHARDS 1024u
 #define MAX_BUCKETS 65536u
+#define INITIAL_BUCKETS 8u
 #define MAX_SPAN_MS (7ull * 24 * 3600 * 1000) /* longest period / window: 7 days */
 #define MICRO 1000000ull
 
@@ -178,9 +179,9 @@ keel_err keel_limiter_create(const keel_limiter_config *cfg, keel_limiter **out,
         l->window_ms = cfg->window_ms;
         break;
     }
-    size_t nb = 8;
-    while (nb < l->per_shard && nb < MAX_BUCKETS)
-        nb <<= 1;
+    /* Buckets start few and double with the keys seen (grow_buckets), so a limiter sized for
+     * 100 000 keys does not hold megabytes of empty buckets from the start. */
+    size_t nb = INITIAL_BUCKETS;
     l->shards = keel_calloc(n, sizeof(shard));
     if (l->name == NULL || l->shards == NULL) {
         keel_free(l->shards);
@@ -311,6 +312,29 @@ static void init_state(const keel_limiter *l, entry *e, uint64_t now_ms)
     }
 }
 
+/* Double the shard's buckets when it holds more keys than buckets (load factor 1), up to the
+ * most its key cap needs.  Out of memory leaves the table as it is (chains just get longer). */
+static void grow_buckets(const keel_limiter *l, shard *s)
+{
+    if (s->count < s->nbuckets || s->nbuckets >= MAX_BUCKETS || s->nbuckets >= l->per_shard)
+        return;
+    size_t nb = s->nbuckets * 2;
+    entry **nbk = keel_calloc(nb, sizeof(entry *));
+    if (nbk == NULL)
+        return;
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        for (entry *e = s->buckets[i], *next; e != NULL; e = next) {
+            next = e->hnext;
+            size_t b = (size_t)(e->hash >> 20) & (nb - 1);
+            e->hnext = nbk[b];
+            nbk[b] = e;
+        }
+    }
+    keel_free(s->buckets);
+    s->buckets = nbk;
+    s->nbuckets = nb;
+}
+
 /* Find or create the entry for key; the shard is locked by the caller.  NULL on OOM. */
 static entry *lookup(keel_limiter *l, shard *s, uint64_t h, keel_str key, uint64_t now_ms)
 {
@@ -336,6 +360,8 @@ static entry *lookup(keel_limiter *l, shard *s, uint64_t h, keel_str key, uint64
     memcpy(k, key.ptr, key.len);
     k[key.len] = '\0';
     init_state(l, e, now_ms);
+    grow_buckets(l, s);
+    b = bucket_of(s, h);
     e->hnext = s->buckets[b];
     s->buckets[b] = e;
     lru_push_front(s, e);

@@ -155,13 +155,15 @@ static int setup(void **state)
     return 0;
 }
 
-static void gate_release(void);
+static void writer_release(void);
+static void writer_hold_end(void);
 
 static int teardown(void **state)
 {
     (void)state;
-    gate_release(); /* a failed hook test must not leave the writer stuck in the gate */
+    writer_release(); /* a failed overflow test must not leave the writer blocked */
     keel_log_stop();
+    writer_hold_end();
     assert_int_equal(KEEL_OK, keel_log_set_hook(NULL, NULL));
     keel_log_context_clear();
     keel_log_set_level(KEEL_LOG_LEVEL_INFO);
@@ -518,46 +520,75 @@ static void test_rotation_no_backups_truncates(void **state)
     json_decref(a);
 }
 
-/* A hook that holds the writer until the test opens the gate. */
-static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
-static int gate_open, gate_entered;
+/* Holding the writer: stderr becomes a pipe that is already full and the console gets every
+ * record, so the writer blocks in write() with its batch taken (the slots stay in use); a
+ * thread that drains the pipe lets it go on. */
+static int hold_fds[2] = {-1, -1};
+static int hold_saved_stderr = -1;
+static pthread_t hold_drainer;
+static int hold_draining;
 
-static int gate_hook(keel_log_record *r, void *ud)
+static void *hold_drain(void *p)
 {
-    (void)r;
-    (void)ud;
-    pthread_mutex_lock(&gate_mu);
-    gate_entered++;
-    pthread_cond_broadcast(&gate_cv);
-    while (!gate_open)
-        pthread_cond_wait(&gate_cv, &gate_mu);
-    pthread_mutex_unlock(&gate_mu);
-    return 0;
+    (void)p;
+    char b[65536];
+    while (read(hold_fds[0], b, sizeof b) > 0)
+        ;
+    return NULL;
 }
 
-static void gate_reset(void)
+static void writer_hold(void)
 {
-    pthread_mutex_lock(&gate_mu);
-    gate_open = 0;
-    gate_entered = 0;
-    pthread_mutex_unlock(&gate_mu);
+    assert_int_equal(0, pipe(hold_fds));
+    assert_int_equal(0, fcntl(hold_fds[1], F_SETFL, O_NONBLOCK));
+    char junk[4096];
+    memset(junk, 'x', sizeof junk);
+    while (write(hold_fds[1], junk, sizeof junk) > 0)
+        ;
+    while (write(hold_fds[1], junk, 1) == 1)
+        ;
+    assert_int_equal(0, fcntl(hold_fds[1], F_SETFL, 0));
+    fflush(stderr);
+    hold_saved_stderr = dup(STDERR_FILENO);
+    assert_true(hold_saved_stderr >= 0);
+    assert_true(dup2(hold_fds[1], STDERR_FILENO) >= 0);
 }
 
-static void gate_wait_entered(void)
+/* Let the writer go on (idempotent). */
+static void writer_release(void)
 {
-    pthread_mutex_lock(&gate_mu);
-    while (gate_entered == 0)
-        pthread_cond_wait(&gate_cv, &gate_mu);
-    pthread_mutex_unlock(&gate_mu);
+    if (hold_fds[0] >= 0 && !hold_draining) {
+        assert_int_equal(0, pthread_create(&hold_drainer, NULL, hold_drain, NULL));
+        hold_draining = 1;
+    }
 }
 
-static void gate_release(void)
+/* After the logger stopped: stderr back, the pipe closed. */
+static void writer_hold_end(void)
 {
-    pthread_mutex_lock(&gate_mu);
-    gate_open = 1;
-    pthread_cond_broadcast(&gate_cv);
-    pthread_mutex_unlock(&gate_mu);
+    if (hold_fds[0] < 0)
+        return;
+    writer_release();
+    dup2(hold_saved_stderr, STDERR_FILENO);
+    close(hold_saved_stderr);
+    close(hold_fds[1]); /* the drainer sees end of file */
+    pthread_join(hold_drainer, NULL);
+    close(hold_fds[0]);
+    hold_fds[0] = hold_fds[1] = hold_saved_stderr = -1;
+    hold_draining = 0;
+}
+
+/* start_files() with a JSON console, so that every record also goes to stderr. */
+static void start_files_console(size_t qcap, keel_log_overflow ov)
+{
+    keel_log_config c;
+    keel_log_config_default(&c);
+    c.dir = g_dir;
+    c.level = KEEL_LOG_LEVEL_INFO;
+    c.console = KEEL_LOG_CONSOLE_JSON;
+    c.queue_capacity = qcap;
+    c.overflow = ov;
+    ASSERT_OK(keel_log_start(&c));
 }
 
 static void test_overflow_drop(void **state)
@@ -565,23 +596,23 @@ static void test_overflow_drop(void **state)
     (void)state;
     keel_log_stats before, after;
     keel_log_stats_get(&before);
-    gate_reset();
-    ASSERT_OK(keel_log_set_hook(gate_hook, NULL));
-    start_files(KEEL_LOG_LEVEL_INFO, 4, KEEL_LOG_OVERFLOW_DROP);
+    writer_hold();
+    start_files_console(4, KEEL_LOG_OVERFLOW_DROP);
     KEEL_LOG_INFO(NULL, "first");
-    gate_wait_entered(); /* the writer holds "first" (its slot stays in use) */
     for (int i = 0; i < 13; i++)
         KEEL_LOG_INFO(NULL, "more %d", i);
     keel_log_stats_get(&after);
     assert_int_equal(10, after.dropped - before.dropped);
     assert_int_equal(4, after.queued);
     assert_int_equal(KEEL_ETIMEOUT, keel_log_flush(0));
-    gate_release();
+    writer_release();
     ASSERT_OK(keel_log_flush(60000));
     keel_log_stats_get(&after);
     assert_int_equal(0, after.queued);
     assert_int_equal(4, after.written - before.written);
     assert_int_equal(10, after.dropped - before.dropped);
+    keel_log_stop();
+    writer_hold_end();
     json_t *a = load_lines("app.json");
     assert_int_equal(4, json_array_size(a));
     assert_string_equal("first", jstr(json_array_get(a, 0), "message"));
@@ -602,11 +633,9 @@ static void test_overflow_block(void **state)
     (void)state;
     keel_log_stats before, after;
     keel_log_stats_get(&before);
-    gate_reset();
-    ASSERT_OK(keel_log_set_hook(gate_hook, NULL));
-    start_files(KEEL_LOG_LEVEL_INFO, 4, KEEL_LOG_OVERFLOW_BLOCK);
+    writer_hold();
+    start_files_console(4, KEEL_LOG_OVERFLOW_BLOCK);
     KEEL_LOG_INFO(NULL, "first");
-    gate_wait_entered();
     pthread_t t;
     assert_int_equal(0, pthread_create(&t, NULL, block_producer, NULL));
     /* wait until the producer has filled the queue and is blocked */
@@ -616,9 +645,13 @@ static void test_overflow_block(void **state)
             break;
         usleep(1000);
     }
-    gate_release();
+    usleep(20000);
+    keel_log_stats_get(&after);
+    assert_int_equal(4, after.queued); /* still full: the producer waits */
+    writer_release();
     pthread_join(t, NULL);
     keel_log_stop(); /* drains */
+    writer_hold_end();
     keel_log_stats_get(&after);
     assert_int_equal(0, after.dropped - before.dropped);
     assert_int_equal(51, after.written - before.written);

@@ -198,6 +198,33 @@ static void test_get_into(void **state)
     keel_cache_destroy(c);
 }
 
+/* The bucket array grows from 16 as entries arrive; every entry stays reachable. */
+static void test_growth(void **state)
+{
+    (void)state;
+    keel_manual_clock mc;
+    keel_manual_clock_init(&mc, 0);
+    keel_cache *c = mk(&mc, 100000, 0, 60000, NULL);
+    char k[32], v[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(k, sizeof(k), "key-%d", i);
+        snprintf(v, sizeof(v), "value-%d", i);
+        set(c, k, v);
+    }
+    for (int i = 0; i < 20000; i++) {
+        snprintf(k, sizeof(k), "key-%d", i);
+        snprintf(v, sizeof(v), "value-%d", i);
+        assert_int_equal(1, get_is(c, k, v));
+    }
+    assert_int_equal(0, get_is(c, "key-20000", NULL));
+    keel_cache_stats st;
+    keel_cache_get_stats(c, &st);
+    assert_int_equal(20000, st.entries);
+    ASSERT_OK(keel_cache_delete(c, keel_str_c("key-7")));
+    assert_int_equal(0, get_is(c, "key-7", NULL));
+    keel_cache_destroy(c);
+}
+
 static void test_lru_order(void **state)
 {
     (void)state;
@@ -499,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_hit_miss_overwrite_delete),
         cmocka_unit_test(test_ttl_expires_exactly_at_ttl),
         cmocka_unit_test(test_get_into),
+        cmocka_unit_test(test_growth),
         cmocka_unit_test(test_lru_order),
         cmocka_unit_test(test_byte_cap),
         cmocka_unit_test(test_metrics),

@@ -275,6 +275,29 @@ static void test_independent_keys_and_eviction(void **state)
     assert_true(keel_limiter_keys(l) <= 640);
     assert_true(keel_limiter_keys(l) > 0);
     keel_limiter_destroy(l);
+
+    /* one shard whose buckets grow from 8 to thousands as keys arrive: every key keeps its own
+     * state through the regrowths */
+    keel_limiter_config_default(&c);
+    c.algorithm = KEEL_LIMIT_TOKEN_BUCKET;
+    c.capacity = 1;
+    c.refill_per_s = 1;
+    c.max_keys = 20000;
+    c.shards = 1;
+    l = make(&c);
+    for (int i = 0; i < 5000; i++) {
+        char k[32];
+        snprintf(k, sizeof(k), "grow-%d", i);
+        ASSERT_OK(take(l, k, 1, &r));
+    }
+    assert_int_equal(5000, keel_limiter_keys(l));
+    for (int i = 0; i < 5000; i++) {
+        char k[32];
+        snprintf(k, sizeof(k), "grow-%d", i);
+        assert_int_equal(KEEL_EAGAIN, take(l, k, 1, &r)); /* found, not a fresh bucket */
+    }
+    assert_int_equal(5000, keel_limiter_keys(l));
+    keel_limiter_destroy(l);
 }
 
 static void test_validation(void **state)
