@@ -4,10 +4,14 @@
 #define _GNU_SOURCE 1
 #include "routes.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include <keel/validate.h>
+
+/* Handlers inside t_sleep right now (so a test knows its slow request is in flight). */
+static atomic_int g_sleeping;
 
 static keel_err t_sleep(keel_ctx *cx, void *ud)
 {
@@ -16,10 +20,19 @@ static keel_err t_sleep(keel_ctx *cx, void *ud)
     long v = ms ? strtol(ms, NULL, 10) : 0;
     if (v < 0 || v > 30000)
         return keel_resp_problem(cx, 422, NULL, "ms must be between 0 and 30000.", NULL);
+    atomic_fetch_add(&g_sleeping, 1);
     struct timespec ts = {v / 1000, (v % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
         ;
+    atomic_fetch_sub(&g_sleeping, 1);
     return keel_resp_success(cx, 200, json_pack("{s:i}", "slept_ms", (int)v), NULL);
+}
+
+static keel_err t_sleeping(keel_ctx *cx, void *ud)
+{
+    (void)ud;
+    return keel_resp_success(cx, 200, json_pack("{s:i}", "sleeping", atomic_load(&g_sleeping)),
+                             NULL);
 }
 
 static const char *const currencies[] = {"EUR", "USD", "GBP", NULL};
@@ -75,6 +88,8 @@ keel_err keeld_routes_register(keel_router *r, const keeld_app *app, keel_diag *
     if (e != KEEL_OK || st->environment != KEEL_ENVIRONMENT_TEST)
         return e;
     if ((e = keel_router_add(r, KEEL_METHOD_GET, "/_test/sleep", t_sleep, NULL, 0, diag)) ||
+        (e = keel_router_add(r, KEEL_METHOD_GET, "/_test/sleeping", t_sleeping, NULL,
+                             KEEL_ROUTE_INLINE, diag)) ||
         (e = keel_router_add(r, KEEL_METHOD_GET, "/_test/fail", t_fail, NULL, 0, diag)) ||
         (e = keel_router_add(r, KEEL_METHOD_POST, "/api/v1/_test/echo", t_echo, NULL, 0,
                              diag)) ||

@@ -804,7 +804,23 @@ void keel_log_vwrite(const keel_logger *lg, keel_log_level lv, const char *file,
     va_list ap2;
     va_copy(ap2, ap);
     size_t avail = room - fixed;
-    int n = fmt != NULL ? vsnprintf((char *)buf + fixed, avail, fmt, ap) : 0;
+    int n;
+    if (fmt != NULL && fmt[0] == '%' && fmt[1] == 's' && fmt[2] == '\0') {
+        /* "%s" with a message built by the caller (the access log): copied without printf */
+        va_list ap3;
+        va_copy(ap3, ap);
+        const char *m = va_arg(ap3, const char *);
+        va_end(ap3);
+        if (m == NULL)
+            m = "(null)"; /* what glibc's printf writes */
+        size_t ml = strnlen(m, (size_t)KEEL_LOG_MESSAGE_MAX + 1);
+        size_t cp = KEEL_MIN(ml, avail - 1);
+        memcpy(buf + fixed, m, cp);
+        buf[fixed + cp] = '\0';
+        n = (int)ml;
+    } else {
+        n = fmt != NULL ? vsnprintf((char *)buf + fixed, avail, fmt, ap) : 0;
+    }
     size_t mlen;
     if (n < 0) {
         static const char bad[] = "<invalid log format>";

@@ -229,7 +229,7 @@ static int enqueue(keel_server *s, keel_ctx *cx)
 
 /* ------------------------------------------------------------ MHD glue --- */
 
-static void client_ip(struct MHD_Connection *c, char *out, size_t n)
+static void client_ip_format(struct MHD_Connection *c, char *out, size_t n)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     out[0] = '\0';
@@ -242,6 +242,39 @@ static void client_ip(struct MHD_Connection *c, char *out, size_t n)
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
                   (socklen_t)n);
+}
+
+/* The client address is formatted once per connection (MHD_OPTION_NOTIFY_CONNECTION keeps it
+ * in the connection's socket context), not once per request. */
+#define CLIENT_IP_MAX 48
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    KEEL_UNUSED(cls);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        char *ip = keel_malloc(CLIENT_IP_MAX);
+        if (ip != NULL)
+            client_ip_format(c, ip, CLIENT_IP_MAX);
+        *socket_context = ip; /* NULL: formatted per request instead */
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        keel_free(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
+static void client_ip(struct MHD_Connection *c, char *out, size_t n)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci != NULL && ci->socket_context != NULL) {
+        const char *ip = ci->socket_context;
+        size_t k = strnlen(ip, n - 1);
+        memcpy(out, ip, k);
+        out[k] = '\0';
+        return;
+    }
+    client_ip_format(c, out, n);
 }
 
 /* One spare arena per I/O thread: a request takes it and gives it back (reset) when it
@@ -501,7 +534,8 @@ keel_err keel_server_start(keel_server *s, keel_diag *diag)
         s->cfg.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         s->cfg.max_connections_per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         s->cfg.connection_memory, MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.connection_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        s, MHD_OPTION_END);
     if (s->mhd == NULL)
         return keel_diag_set(diag, KEEL_EIO, 0, "cannot listen on %s:%u (address in use?)",
                              s->host, s->cfg.port);

@@ -514,6 +514,22 @@ static void *slow_request(void *p)
     return NULL;
 }
 
+/* Wait (up to 10 s) until a /_test/sleep handler is running in s. */
+static void wait_sleeping(keel_test_server *s)
+{
+    for (int i = 0; i < 500; i++) {
+        keel_test_resp r;
+        if (keel_test_http(s, "GET", "/_test/sleeping", NULL, NULL, 0, &r) == 0) {
+            int busy = r.status == 200 && strstr(r.body, "\"sleeping\":0") == NULL;
+            keel_test_resp_free(&r);
+            if (busy)
+                return;
+        }
+        usleep(20000);
+    }
+    fail_msg("the slow request never reached its handler");
+}
+
 static int connect_port(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -557,7 +573,7 @@ static void test_sigterm_drains(void **state)
     slow_arg a = {&s2, {0}, -1};
     pthread_t t;
     pthread_create(&t, NULL, slow_request, &a);
-    usleep(300000); /* let the slow request reach its handler */
+    wait_sleeping(&s2); /* the slow request is in its handler */
     kill(s2.pid, SIGTERM);
     usleep(200000);
     /* draining: readiness fails on an existing keep-alive connection */
@@ -592,7 +608,7 @@ static void test_second_signal_exits_now(void **state)
     slow_arg a = {&s4, {0}, -1};
     pthread_t t;
     pthread_create(&t, NULL, slow_request, &a); /* 1.5 s handler */
-    usleep(300000);
+    wait_sleeping(&s4);
     kill(s4.pid, SIGTERM);
     usleep(200000);
     int status = -1;
