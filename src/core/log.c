@@ -257,6 +257,12 @@ static atomic_uint_fast64_t st_written, st_dropped, st_filtered, st_errors;
 static atomic_uint g_formats;
 static atomic_uint g_fmt_gen;
 static atomic_int g_fmt_live; /* the logger runs: callers format (a hint; g.running decides) */
+/* Address of the ring slot the next record will take (updated under g.mu, read without it):
+ * a caller prefetches it while formatting.  The producer position sweeps the whole ring
+ * (2 MiB by default), so the slot is cold; copying into it just before unlocking made the
+ * unlock wait for the cache misses (~0.25 us per record at 100k records/s).  Only a hint:
+ * prefetching a stale address is harmless. */
+static atomic_uintptr_t g_next_slot;
 /* Most bytes of one formatted record: a JSON line and a text line (log_sink.c caps each). */
 #define FMT_OUT_MAX (4u * 1024u * 1024u + 64u)
 
@@ -634,6 +640,10 @@ static void enqueue_formatted(const unsigned char *blob, keel_log_level lv)
         count_drop();
         return;
     }
+    const char *next = (const char *)atomic_load_explicit(&g_next_slot, memory_order_relaxed);
+    if (next != NULL)
+        for (size_t off = 0; off < sizeof(slot); off += 64)
+            __builtin_prefetch(next + off, 1, 3);
     keel_log_record *r = &fs->rec;
     decode(r, blob);
     if (run_hook(r)) {
@@ -698,6 +708,8 @@ static void enqueue_formatted(const unsigned char *blob, keel_log_level lv)
             memcpy(s->in.b, out->p, out->len);
         g.count++;
         g.seq_in++;
+        atomic_store_explicit(&g_next_slot, (uintptr_t)&g.ring[(g.head + g.count) % g.cap],
+                              memory_order_relaxed);
         if (g.writer_idle ||
             (g.writer_lingering && (g.count >= wake_at() || lv >= KEEL_LOG_LEVEL_ERROR)))
             pthread_cond_signal(&g.not_empty);
@@ -1123,6 +1135,7 @@ void keel_log_stop(void)
     KEEL_ASSERT(g.count == 0);
     keel_free(g.ring);
     g.ring = NULL;
+    atomic_store_explicit(&g_next_slot, 0, memory_order_relaxed);
     g.cap = g.head = g.count = 0;
     g.stopping = 0;
     if (g.flush_waiters)
