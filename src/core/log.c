@@ -263,8 +263,6 @@ static atomic_int g_fmt_live; /* the logger runs: callers format (a hint; g.runn
  * unlock wait for the cache misses (~0.25 us per record at 100k records/s).  Only a hint:
  * prefetching a stale address is harmless. */
 static atomic_uintptr_t g_next_slot;
-/* Most bytes of one formatted record: a JSON line and a text line (log_sink.c caps each). */
-#define FMT_OUT_MAX (4u * 1024u * 1024u + 64u)
 
 /* A formatted record in a slot: this header, then json_len + text_len bytes. */
 typedef struct pre_hdr {
@@ -459,16 +457,34 @@ static void consume(keel_log_record *r, keel__log_sinks *s, const unsigned char 
     keel__log_sinks_emit(s, r, atomic_load_explicit(&g_level, memory_order_relaxed));
 }
 
-static void sync_write(const unsigned char *blob)
+/* Count a record lost for want of memory or queue space. */
+static void count_drop(void)
+{
+    atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
+}
+
+/* Prepare a record view's replacement buffers (they allocate on first use). */
+static void record_init(keel_log_record *r)
+{
+    for (size_t i = 0; i < KEEL_LOG_FIELDS_MAX; i++)
+        keel__lbuf_init(&r->f[i].repl, KEEL__LOG_SET_MAX);
+    keel__lbuf_init(&r->msg_repl, KEEL__LOG_SET_MAX);
+}
+
+/* Take the synchronous path's lock, preparing its sinks and record view the first time. */
+static void sync_lock(void)
 {
     pthread_mutex_lock(&g_sync_mu);
     if (!g_sync_ready) {
         keel__log_sinks_init_stderr(&g_ssinks);
-        for (size_t i = 0; i < KEEL_LOG_FIELDS_MAX; i++)
-            keel__lbuf_init(&g_srec.f[i].repl, KEEL__LOG_SET_MAX);
-        keel__lbuf_init(&g_srec.msg_repl, KEEL__LOG_SET_MAX);
+        record_init(&g_srec);
         g_sync_ready = 1;
     }
+}
+
+static void sync_write(const unsigned char *blob)
+{
+    sync_lock();
     consume(&g_srec, &g_ssinks, blob);
     keel__log_sinks_flush(&g_ssinks);
     pthread_mutex_unlock(&g_sync_mu);
@@ -478,14 +494,7 @@ static void sync_write(const unsigned char *blob)
  * formatting it). */
 static void sync_emit(const keel_log_record *r)
 {
-    pthread_mutex_lock(&g_sync_mu);
-    if (!g_sync_ready) {
-        keel__log_sinks_init_stderr(&g_ssinks);
-        for (size_t i = 0; i < KEEL_LOG_FIELDS_MAX; i++)
-            keel__lbuf_init(&g_srec.f[i].repl, KEEL__LOG_SET_MAX);
-        keel__lbuf_init(&g_srec.msg_repl, KEEL__LOG_SET_MAX);
-        g_sync_ready = 1;
-    }
+    sync_lock();
     atomic_fetch_add_explicit(&st_written, 1, memory_order_relaxed);
     keel__log_sinks_emit(&g_ssinks, r, atomic_load_explicit(&g_level, memory_order_relaxed));
     keel__log_sinks_flush(&g_ssinks);
@@ -513,10 +522,8 @@ static fmt_state *fmt_state_get(void)
     fmt_state *f = keel_calloc(1, sizeof *f);
     if (f == NULL)
         return NULL;
-    for (size_t i = 0; i < KEEL_LOG_FIELDS_MAX; i++)
-        keel__lbuf_init(&f->rec.f[i].repl, KEEL__LOG_SET_MAX);
-    keel__lbuf_init(&f->rec.msg_repl, KEEL__LOG_SET_MAX);
-    keel__lbuf_init(&f->out, FMT_OUT_MAX);
+    record_init(&f->rec);
+    keel__lbuf_init(&f->out, KEEL__LOG_LINES_MAX + sizeof(pre_hdr));
     if (pthread_setspecific(g_fmt_key, f) != 0) {
         keel_free(f);
         return NULL;
@@ -625,12 +632,6 @@ static size_t truncate_msg(char *m, size_t n, size_t room)
     return keep + sizeof TRUNC_MARK - 1;
 }
 
-/* Count a record lost for want of memory or queue space. */
-static void count_drop(void)
-{
-    atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
-}
-
 /* The running logger's path for the record encoded in blob: decode it into this thread's
  * view, run the hook, format the lines the sinks need, queue them. */
 static void enqueue_formatted(const unsigned char *blob, keel_log_level lv)
@@ -725,7 +726,7 @@ void keel_log_vwrite(const keel_logger *lg, keel_log_level lv, const char *file,
     if ((int)lv < atomic_load_explicit(&g_threshold, memory_order_relaxed))
         return;
     if (tl_in_hook) {
-        atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
+        count_drop();
         return;
     }
     blob_hdr h;
@@ -785,7 +786,7 @@ void keel_log_vwrite(const keel_logger *lg, keel_log_level lv, const char *file,
         room = fixed + KEEL_LOG_MESSAGE_MAX + sizeof TRUNC_MARK;
         heap = keel_malloc(room);
         if (heap == NULL) {
-            atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
+            count_drop();
             return;
         }
         buf = heap;

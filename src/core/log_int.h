@@ -112,8 +112,7 @@ typedef struct keel__log_sinks {
     keel__log_file err;
     uint64_t rotate_bytes;
     unsigned rotate_backups;
-    keel__lbuf json; /* scratch: the record as a JSON line */
-    keel__lbuf text; /* scratch: the record as a text line */
+    keel__lbuf json; /* scratch: the record's lines (synchronous path) */
 } keel__log_sinks;
 
 /* Prepare sinks from a validated config (opens the files). Returns KEEL_OK,
@@ -123,6 +122,11 @@ keel_err keel__log_sinks_open(keel__log_sinks *s, const keel_log_config *cfg);
 void keel__log_sinks_init_stderr(keel__log_sinks *s);
 /* Format r once and buffer it for every sink whose level admits it. */
 void keel__log_sinks_emit(keel__log_sinks *s, const keel_log_record *r, int level);
+
+/* Most bytes of one record's formatted lines (its JSON line and text line together).  A
+ * record never needs that much (message and every field escaped at 6 bytes per input byte
+ * stay well below); one that did would be counted as a write error and not written. */
+#define KEEL__LOG_LINES_MAX (4u * 1024u * 1024u)
 
 /* Record formats (bits). */
 #define KEEL__LOG_FMT_JSON 1u  /* the JSON line (files, JSON console) */

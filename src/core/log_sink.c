@@ -13,9 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* A single record never needs more than this once formatted (message and
- * every field escaped at 6 bytes per input byte stays well below). */
-#define LINE_MAX_BYTES (2u * 1024u * 1024u)
 /* Buffered bytes per sink before an early write. */
 #define SINK_FLUSH_AT (256u * 1024u)
 #define SINK_BUF_MAX (4u * 1024u * 1024u)
@@ -639,8 +636,7 @@ static void sinks_zero(keel__log_sinks *s)
     s->app.fd = -1;
     s->err.fd = -1;
     keel__lbuf_init(&s->console_out, SINK_BUF_MAX);
-    keel__lbuf_init(&s->json, LINE_MAX_BYTES);
-    keel__lbuf_init(&s->text, LINE_MAX_BYTES);
+    keel__lbuf_init(&s->json, KEEL__LOG_LINES_MAX);
 }
 
 void keel__log_sinks_init_stderr(keel__log_sinks *s)
@@ -670,18 +666,6 @@ keel_err keel__log_sinks_open(keel__log_sinks *s, const keel_log_config *cfg)
     if (e != KEEL_OK)
         keel__log_sinks_close(s);
     return e;
-}
-
-/* Which formats a record at lv needs for the sinks of s (bits KEEL__LOG_FMT_*). */
-static unsigned sinks_wants(const keel__log_sinks *s, int lv, int level)
-{
-    unsigned w = 0;
-    int to_console = s->console != KEEL_LOG_CONSOLE_OFF && lv >= level;
-    if (s->have_files && lv >= KEEL_MAX(level, s->app.min_level))
-        w |= KEEL__LOG_FMT_JSON;
-    if (to_console)
-        w |= s->console == KEEL_LOG_CONSOLE_TEXT ? KEEL__LOG_FMT_TEXT : KEEL__LOG_FMT_JSON;
-    return w;
 }
 
 unsigned keel__log_sinks_formats(const keel__log_sinks *s)
@@ -739,14 +723,9 @@ void keel__log_sinks_emit_formatted(keel__log_sinks *s, int lv, int level, const
 
 void keel__log_sinks_emit(keel__log_sinks *s, const keel_log_record *r, int level)
 {
-    unsigned w = sinks_wants(s, r->level, level);
-    if (w == 0)
-        return;
-    if (w & KEEL__LOG_FMT_TEXT)
-        w |= s->color ? KEEL__LOG_FMT_COLOR : 0;
     keel__lbuf_reset(&s->json);
     size_t jn, tn;
-    if (keel__log_format(&s->json, r, w, &jn, &tn) != KEEL_OK) {
+    if (keel__log_format(&s->json, r, keel__log_sinks_formats(s), &jn, &tn) != KEEL_OK) {
         keel__log_count_error();
         return;
     }
@@ -776,5 +755,4 @@ void keel__log_sinks_close(keel__log_sinks *s)
     }
     keel__lbuf_free(&s->console_out);
     keel__lbuf_free(&s->json);
-    keel__lbuf_free(&s->text);
 }
