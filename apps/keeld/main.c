@@ -7,9 +7,6 @@
  * exit 0.  A second signal exits at once. */
 #define _GNU_SOURCE 1
 #include <errno.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
@@ -335,11 +332,6 @@ int main(int argc, char **argv)
         fatal("background tasks", e, NULL);
         goto out;
     }
-#ifdef __GLIBC__
-    /* Startup (migrations, recovery, TLS and crypto initialisation) leaves freed memory in the
-     * main heap; hand it back before serving so the resident size is what serving needs. */
-    (void)malloc_trim(0);
-#endif
     keel_server_set_ready(srv, 1);
     {
         keel_log_field f[3] = {KEEL_LF_STR("host", st->host),

@@ -332,13 +332,12 @@ static int passes(const auth_layer *l, const keel_ctx *cx)
            (l->routed_only && !cx->match.found);
 }
 
-static keel_err auth_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
+/* The verified claims of cx's bearer token into *claims (a new reference).  KEEL_OK with
+ * *claims NULL: the request was answered 401 (missing, malformed or invalid credentials);
+ * KEEL_ENOMEM. */
+static keel_err verify_credentials(const auth_layer *l, keel_ctx *cx, json_t **claims)
 {
-    auth_layer *l = (auth_layer *)self;
-    keel_ctx *cx = vcx;
-    if (passes(l, cx))
-        return keel_chain_next(cur, cx);
-
+    *claims = NULL;
     keel_str token;
     keel_err e = keel_auth_parse_bearer(keel_req_header(cx, "Authorization"), &token);
     if (e == KEEL_ENOTFOUND)
@@ -348,20 +347,13 @@ static keel_err auth_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
                        e == KEEL_ETOOBIG ? "token too long" : "malformed Authorization header");
         return answer(cx, 401, AUTH_DETAIL_INVALID, l->chal_invalid);
     }
-
-    json_t *claims = NULL;
     keel_diag d;
-    const verified *pre = keel_ctx_get(cx, &verified_slot);
-    if (pre != NULL && pre->claims != NULL) {
-        claims = json_incref(pre->claims); /* verified by keel_auth_ready_inline() */
-        e = KEEL_OK;
-    } else {
-        uint64_t now_s = (uint64_t)(keel_time_wall_ms() / 1000);
-        e = keel_jwt_verify(l->keys, &l->policy, token.ptr, token.len, now_s, &claims, &d);
-    }
+    uint64_t now_s = (uint64_t)(keel_time_wall_ms() / 1000);
+    e = keel_jwt_verify(l->keys, &l->policy, token.ptr, token.len, now_s, claims, &d);
     if (e == KEEL_ENOMEM)
         return e;
     if (e != KEEL_OK) {
+        *claims = NULL;
         /* The reason is a fixed phrase of the jwt module (no token bytes, no key material).
          * A check that could not run (ECRYPTO) still fails closed, but is worth a warning. */
         if (e == KEEL_EPARSE || e == KEEL_EDENIED)
@@ -370,6 +362,25 @@ static keel_err auth_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
             KEEL_LOG_WARNING(l->log, "access token check failed (%s): %s", keel_err_name(e),
                              d.msg);
         return answer(cx, 401, AUTH_DETAIL_INVALID, l->chal_invalid);
+    }
+    return KEEL_OK;
+}
+
+static keel_err auth_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
+{
+    auth_layer *l = (auth_layer *)self;
+    keel_ctx *cx = vcx;
+    if (passes(l, cx))
+        return keel_chain_next(cur, cx);
+
+    json_t *claims = NULL;
+    keel_err e;
+    const verified *pre = keel_ctx_get(cx, &verified_slot);
+    if (pre != NULL && pre->claims != NULL) {
+        /* keel_auth_ready_inline() parsed and verified this request's credentials */
+        claims = json_incref(pre->claims);
+    } else if ((e = verify_credentials(l, cx, &claims)) != KEEL_OK || claims == NULL) {
+        return e; /* an error, or answered 401 */
     }
 
     keel_arena *a = keel_ctx_arena(cx);

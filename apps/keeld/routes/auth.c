@@ -713,6 +713,13 @@ static void cache_me(const user *u)
     }
 }
 
+/* Request slot where keeld_inline_check() leaves the cached body it found, for h_me. */
+static const char me_slot = 0;
+typedef struct me_body {
+    size_t len;
+    char json[];
+} me_body;
+
 /* keel_server_config.inline_check: GET /api/v1/users/me whose session verdict and user row are
  * both cached needs no I/O, so it is answered on the event loop (no worker hand-off). */
 int keeld_inline_check(keel_ctx *cx, void *ud)
@@ -725,7 +732,20 @@ int keeld_inline_check(keel_ctx *cx, void *ud)
     char sub[KEEL_UUID_SIZE + 1], body[ME_JSON_MAX];
     if (!keel_auth_ready_inline(g.auth_layer, cx, sub, sizeof(sub)))
         return 0;
-    return sub[0] == '\0' || cached_me(sub, body) > 0;
+    if (sub[0] == '\0')
+        return 1; /* answered 401 without I/O */
+    size_t n = cached_me(sub, body);
+    if (n == 0)
+        return 0;
+    /* Hand the body to the handler (it runs next on this thread) instead of a second lookup;
+     * without room in the arena or a slot, the handler looks it up again. */
+    me_body *m = keel_arena_alloc(keel_ctx_arena(cx), sizeof(*m) + n, _Alignof(me_body));
+    if (m != NULL) {
+        m->len = n;
+        memcpy(m->json, body, n);
+        (void)keel_ctx_set(cx, &me_slot, m);
+    }
+    return 1;
 }
 
 static keel_err h_me(keel_ctx *cx, void *ud)
@@ -738,6 +758,9 @@ static keel_err h_me(keel_ctx *cx, void *ud)
     if (!keel_uuid_valid(keel_str_c(p->sub)))
         return unauthorized(cx, "The access token is invalid or expired");
     if (!v2) {
+        const me_body *m = keel_ctx_get(cx, &me_slot);
+        if (m != NULL)
+            return keel_resp_success_raw(cx, 200, m->json, m->len);
         char body[ME_JSON_MAX];
         size_t n = cached_me(p->sub, body);
         if (n > 0)
