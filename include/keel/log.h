@@ -207,9 +207,9 @@ typedef struct keel_log_record keel_log_record;
 
 /** Called for every record before any sink.  Return 0 to keep the record (possibly
  *  rewritten with the keel_log_record_set_* functions), nonzero to drop it.
- *  Runs on the emitting thread before the record is queued (serialised: never on two
- *  threads at once), so it must be quick and must not block; records it emits itself are
- *  dropped. */
+ *  Runs on the emitting thread before the record is queued, possibly on several threads at
+ *  once: it must be thread-safe (keel_redact_log_hook keeps no state), quick and must not
+ *  block; records it emits itself are dropped. */
 typedef int (*keel_log_hook_fn)(keel_log_record *rec, void *ud);
 
 /** Install the hook (replacing any previous one); NULL removes it.  When this returns, the

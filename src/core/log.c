@@ -20,13 +20,13 @@
 
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 
-/* Inline bytes per ring slot: a typical access-log record (message, a few
- * fields, request id) fits, so the hot path does not allocate. */
+/* Inline bytes per ring slot: a typical access-log record's JSON line (~350
+ * bytes) fits, so the hot path does not allocate.  With a text console too
+ * (development) both lines rarely fit and the record takes one heap block. */
 #define SLOT_INLINE 496
 #define WRITER_BATCH 256
 #define QUEUE_MAX (1u << 20)
@@ -237,9 +237,15 @@ static int g_cfg_active, g_cfg_console, g_cfg_files; /* under g_level_mu */
 static atomic_int g_level = KEEL_LOG_LEVEL_INFO;
 static atomic_int g_threshold = KEEL_LOG_LEVEL_INFO;
 
-/* Hook: the pointer pair is read and called under g_hook_mu, so it never runs
- * on two threads at once and keel_log_set_hook() can wait for it. */
-static pthread_mutex_t g_hook_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Hook: the pointer pair is read and called under the read side of g_hook_lock, so calls
+ * from several logging threads run at once and keel_log_set_hook() (write side) waits for
+ * them.  Writers are preferred where glibc offers it, so a steady stream of records cannot
+ * hold keel_log_set_hook() off for ever. */
+#ifdef PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP
+static pthread_rwlock_t g_hook_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+#else
+static pthread_rwlock_t g_hook_lock = PTHREAD_RWLOCK_INITIALIZER;
+#endif
 static keel_log_hook_fn g_hook_fn;
 static void *g_hook_ud;
 static atomic_int g_hook_set;
@@ -258,8 +264,9 @@ static atomic_uint g_formats;
 static atomic_uint g_fmt_gen;
 static atomic_int g_fmt_live; /* the logger runs: callers format (a hint; g.running decides) */
 /* Address of the ring slot the next record will take (updated under g.mu, read without it):
- * a caller prefetches it while formatting.  The producer position sweeps the whole ring
- * (2 MiB by default), so the slot is cold; copying into it just before unlocking made the
+ * a caller prefetches it while formatting.  Under load the producer position sweeps the whole
+ * ring (2 MiB by default; it only restarts at slot 0 when the writer empties it), so the slot
+ * is cold; copying into it just before unlocking made the
  * unlock wait for the cache misses (~0.25 us per record at 100k records/s).  Only a hint:
  * prefetching a stale address is harmless. */
 static atomic_uintptr_t g_next_slot;
@@ -288,19 +295,17 @@ static void fmt_state_free(void *p)
     keel__log_record_cleanup(&f->rec);
     keel__lbuf_free(&f->out);
     keel_free(f);
+    tl_fmt = NULL; /* destructors run on the exiting thread: a later record starts afresh */
 }
 
 static void init_once(void)
 {
     g_fmt_key_ok = pthread_key_create(&g_fmt_key, fmt_state_free) == 0;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    /* the waits on these use monotonic deadlines */
     pthread_cond_destroy(&g.done);
-    pthread_cond_init(&g.done, &ca);
     pthread_cond_destroy(&g.not_empty);
-    pthread_cond_init(&g.not_empty, &ca);
-    pthread_condattr_destroy(&ca);
+    if (keel__cond_init_mono(&g.done) != 0 || keel__cond_init_mono(&g.not_empty) != 0)
+        abort(); /* cannot happen on Linux; a wrong clock would make waits unbounded */
 }
 
 void keel__log_count_error(void)
@@ -436,13 +441,13 @@ static int run_hook(keel_log_record *r)
     if (!atomic_load_explicit(&g_hook_set, memory_order_acquire))
         return 0;
     int drop = 0;
-    pthread_mutex_lock(&g_hook_mu);
+    pthread_rwlock_rdlock(&g_hook_lock);
     if (g_hook_fn != NULL) {
         tl_in_hook = 1;
         drop = g_hook_fn(r, g_hook_ud) != 0;
         tl_in_hook = 0;
     }
-    pthread_mutex_unlock(&g_hook_mu);
+    pthread_rwlock_unlock(&g_hook_lock);
     return drop;
 }
 
@@ -537,13 +542,7 @@ static fmt_state *fmt_state_get(void)
 /* Sleep on not_empty for at most ms milliseconds (monotonic clock). */
 static void wait_ms(unsigned ms)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_nsec += (long)ms * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    struct timespec dl = keel__mono_deadline(ms);
     pthread_cond_timedwait(&g.not_empty, &g.mu, &dl);
 }
 
@@ -602,8 +601,10 @@ static void *writer_main(void *arg)
         /* Empty: start again at slot 0, so producers keep writing into the same few slots,
          * which stay in the CPU cache (and the rest of the ring is never touched), instead of
          * sweeping the whole ring and missing the cache on every record. */
-        if (g.count == 0)
+        if (g.count == 0) {
             g.head = 0;
+            atomic_store_explicit(&g_next_slot, (uintptr_t)&g.ring[0], memory_order_relaxed);
+        }
         g.seq_done += n;
         if (g.block_waiters)
             pthread_cond_broadcast(&g.not_full);
@@ -888,11 +889,11 @@ keel_err keel_log_set_hook(keel_log_hook_fn fn, void *ud)
 {
     if (tl_in_hook)
         return KEEL_EBUSY;
-    pthread_mutex_lock(&g_hook_mu);
+    pthread_rwlock_wrlock(&g_hook_lock);
     g_hook_fn = fn;
     g_hook_ud = ud;
     atomic_store_explicit(&g_hook_set, fn != NULL, memory_order_release);
-    pthread_mutex_unlock(&g_hook_mu);
+    pthread_rwlock_unlock(&g_hook_lock);
     return KEEL_OK;
 }
 
@@ -1156,15 +1157,7 @@ keel_err keel_log_flush(uint64_t timeout_ms)
     if (tl_is_writer)
         return KEEL_EBUSY;
     pthread_once(&g_once, init_once);
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    uint64_t t = KEEL_MIN(timeout_ms, (uint64_t)365 * 24 * 3600 * 1000);
-    dl.tv_sec += (time_t)(t / 1000);
-    dl.tv_nsec += (long)(t % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    struct timespec dl = keel__mono_deadline(timeout_ms);
     keel_err e = KEEL_OK;
     pthread_mutex_lock(&g.mu);
     uint64_t target = g.seq_in;

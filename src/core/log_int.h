@@ -20,7 +20,7 @@ struct keel_logger {
 
 /* Sticky-error output buffer used while formatting: appends never fail loudly,
  * they set err and later appends become no-ops.  The storage persists across
- * records (reset keeps it) so the writer does not allocate per record. */
+ * records (reset keeps it) so formatting does not allocate per record. */
 typedef struct keel__lbuf {
     char *p;
     size_t len;
@@ -70,9 +70,9 @@ typedef struct keel__log_rfield {
     keel__lbuf repl; /* storage for a hook replacement (persists across records) */
 } keel__log_rfield;
 
-/* The record view the hook and the sinks see.  Points into the queued blob
- * or into the replacement buffers; one instance per consumer (writer thread,
- * synchronous path), reused for every record. */
+/* The record view the hook and the formatters see.  Points into the caller's
+ * encoded record or into the replacement buffers; one instance per logging
+ * thread (and one for the synchronous path), reused for every record. */
 struct keel_log_record {
     int64_t wall_ms;
     int level;
@@ -112,7 +112,7 @@ typedef struct keel__log_sinks {
     keel__log_file err;
     uint64_t rotate_bytes;
     unsigned rotate_backups;
-    keel__lbuf json; /* scratch: the record's lines (synchronous path) */
+    keel__lbuf lines; /* scratch: the record's formatted lines (synchronous path) */
 } keel__log_sinks;
 
 /* Prepare sinks from a validated config (opens the files). Returns KEEL_OK,

@@ -636,7 +636,7 @@ static void sinks_zero(keel__log_sinks *s)
     s->app.fd = -1;
     s->err.fd = -1;
     keel__lbuf_init(&s->console_out, SINK_BUF_MAX);
-    keel__lbuf_init(&s->json, KEEL__LOG_LINES_MAX);
+    keel__lbuf_init(&s->lines, KEEL__LOG_LINES_MAX);
 }
 
 void keel__log_sinks_init_stderr(keel__log_sinks *s)
@@ -723,13 +723,13 @@ void keel__log_sinks_emit_formatted(keel__log_sinks *s, int lv, int level, const
 
 void keel__log_sinks_emit(keel__log_sinks *s, const keel_log_record *r, int level)
 {
-    keel__lbuf_reset(&s->json);
+    keel__lbuf_reset(&s->lines);
     size_t jn, tn;
-    if (keel__log_format(&s->json, r, keel__log_sinks_formats(s), &jn, &tn) != KEEL_OK) {
+    if (keel__log_format(&s->lines, r, keel__log_sinks_formats(s), &jn, &tn) != KEEL_OK) {
         keel__log_count_error();
         return;
     }
-    keel__log_sinks_emit_formatted(s, r->level, level, s->json.p, jn, s->json.p + jn, tn);
+    keel__log_sinks_emit_formatted(s, r->level, level, s->lines.p, jn, s->lines.p + jn, tn);
 }
 
 void keel__log_sinks_flush(keel__log_sinks *s)
@@ -754,5 +754,5 @@ void keel__log_sinks_close(keel__log_sinks *s)
         s->have_files = 0;
     }
     keel__lbuf_free(&s->console_out);
-    keel__lbuf_free(&s->json);
+    keel__lbuf_free(&s->lines);
 }

@@ -352,7 +352,7 @@ static keel_err access_call(keel_layer *self, void *vcx, keel_chain_cursor *cur)
                         : st >= 400 ? KEEL_LOG_LEVEL_WARNING
                                     : KEEL_LOG_LEVEL_INFO;
     if (keel_log_enabled(al->log, lv)) {
-        /* duration rounded to the microsecond, so the writer prints it without printf */
+        /* duration rounded to the microsecond, so the formatter prints it without printf */
         double ms = (double)((ns + 500) / 1000) / 1000.0;
         keel_log_field f[5] = {KEEL_LF_STR("method", cx->method_name),
                                KEEL_LF_STR("path", cx->path), KEEL_LF_INT("status", st),

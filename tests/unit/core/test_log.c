@@ -6,6 +6,7 @@
 #include <math.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -810,6 +811,58 @@ static void test_many_threads_block_loses_nothing(void **state)
     json_decref(a);
 }
 
+/* The hook runs on the logging threads, several at once; threads that logged and exited (their
+ * per-thread formatting state freed) leave nothing behind, and a new thread logs afresh. */
+static atomic_int g_conc_calls, g_conc_inside, g_conc_overlap;
+
+static int counting_hook(keel_log_record *r, void *ud)
+{
+    (void)r;
+    (void)ud;
+    if (atomic_fetch_add(&g_conc_inside, 1) > 0)
+        atomic_store(&g_conc_overlap, 1);
+    atomic_fetch_add(&g_conc_calls, 1);
+    usleep(50); /* widen the window in which calls can overlap */
+    atomic_fetch_sub(&g_conc_inside, 1);
+    return 0;
+}
+
+static void *short_lived(void *p)
+{
+    int id = *(const int *)p;
+    for (int i = 0; i < 200; i++)
+        KEEL_LOG_INFO(NULL, "thread %d record %d", id, i);
+    return NULL;
+}
+
+static void test_hook_on_many_threads(void **state)
+{
+    (void)state;
+    atomic_store(&g_conc_calls, 0);
+    atomic_store(&g_conc_overlap, 0);
+    ASSERT_OK(keel_log_set_hook(counting_hook, NULL));
+    start_files(KEEL_LOG_LEVEL_INFO, 4096, KEEL_LOG_OVERFLOW_BLOCK);
+    for (int round = 0; round < 2; round++) { /* the second round reuses exited threads' ids */
+        pthread_t t[4];
+        int ids[4];
+        for (int i = 0; i < 4; i++) {
+            ids[i] = round * 4 + i;
+            assert_int_equal(0, pthread_create(&t[i], NULL, short_lived, &ids[i]));
+        }
+        for (int i = 0; i < 4; i++)
+            pthread_join(t[i], NULL);
+    }
+    KEEL_LOG_INFO(NULL, "main");
+    keel_log_stop();
+    ASSERT_OK(keel_log_set_hook(NULL, NULL));
+    assert_int_equal(1601, atomic_load(&g_conc_calls));
+    assert_int_equal(1, atomic_load(&g_conc_overlap)); /* not serialised any more */
+    json_t *a = load_lines("app.json");
+    assert_int_equal(1601, json_array_size(a));
+    assert_string_equal("main", jstr(json_array_get(a, 1600), "message"));
+    json_decref(a);
+}
+
 static void test_invalid_utf8_and_control_chars(void **state)
 {
     (void)state;
@@ -1126,6 +1179,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_overflow_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overflow_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hook_rewrites_and_drops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hook_on_many_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_flushes_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_threads_block_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_utf8_and_control_chars, setup, teardown),
