@@ -76,13 +76,6 @@ typedef struct run {
     uint64_t last_ns;
 } run;
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* An id or status as one whitespace-free token (see usage()). */
 static void put_token(FILE *f, keel_str s)
 {
@@ -254,7 +247,7 @@ static void on_progress(uint64_t records, void *ud)
     run *rn = ud;
     if (!rn->progress)
         return;
-    uint64_t now = mono_ns();
+    uint64_t now = keel_time_mono_ns();
     if (rn->progressed && now - rn->last_ns < PROGRESS_INTERVAL_NS)
         return;
     rn->last_ns = now;

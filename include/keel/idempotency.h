@@ -246,6 +246,11 @@ KEEL_API keel_idem *keel_idem_http_policy(keel_idem_http *h);
  *  handler's error.  Thread-safety: any thread. */
 KEEL_API keel_err keel_idem_http_handle(keel_idem_http *h, keel_ctx *cx, keel_str scope,
                                         int require_key, keel_handler_fn fn, void *ud);
+/** Inside the handler run by keel_idem_http_handle(): the request's Idempotency-Key as
+ *  parsed (the quotes of the RFC 8941 string form removed), to forward downstream - a gateway
+ *  must see the same key whichever form the client sent.  NULL outside such a handler or when
+ *  the request had no key.  Valid until the request ends. */
+KEEL_API const char *keel_idem_http_key(const keel_ctx *cx);
 
 #ifdef __cplusplus
 }

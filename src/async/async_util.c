@@ -52,9 +52,10 @@ keel_err keel__async_owner(char **out)
     keel_err e = keel_random_bytes(r, sizeof(r));
     if (e != KEEL_OK)
         return e;
+    char hex[2 * sizeof(r) + 1];
+    keel__hex_encode(r, sizeof(r), hex);
     char buf[200];
-    snprintf(buf, sizeof(buf), "%.120s:%ld:%02x%02x%02x%02x", host, (long)getpid(), r[0], r[1],
-             r[2], r[3]);
+    snprintf(buf, sizeof(buf), "%.120s:%ld:%s", host, (long)getpid(), hex);
     *out = keel_strdup(buf);
     return *out == NULL ? KEEL_ENOMEM : KEEL_OK;
 }

@@ -587,8 +587,6 @@ typedef struct claimed {
     char *payload;
     int64_t attempt; /* the new attempt number: our fencing token */
     int64_t max_retries;
-    int64_t limit_ms;
-    int64_t started;
     int64_t deadline;
 } claimed;
 
@@ -662,8 +660,6 @@ static keel_err claim_fn(keel_db *db, void *ud)
     if (limit <= 0)
         limit = keel__async_ms(p->default_limit_ms);
     t->c.attempt = prev + 1;
-    t->c.limit_ms = limit;
-    t->c.started = t->now;
     t->c.deadline = t->now + limit;
     int64_t lease = KEEL_MIN(keel__async_ms(p->lease_ms), limit);
 

@@ -184,6 +184,7 @@ struct keel_outbox_relay {
     int64_t (*now_ms)(void *ud);
     void *now_ud;
     keel_metric *m_published, *m_failures, *m_pending;
+    _Atomic int64_t pending_at_ms; /* when the pending gauge was last counted */
 
     pthread_mutex_t mu;
     pthread_cond_t wake;
@@ -505,9 +506,16 @@ keel_err keel_outbox_relay_run_once(keel_outbox_relay *r, size_t *published, kee
     if (published != NULL)
         *published = done;
     if (r->m_pending != NULL) {
-        int64_t pending;
-        if (keel_outbox_pending(r->store, &pending, NULL) == KEEL_OK)
-            (void)keel_metric_set(r->m_pending, NULL, (double)pending);
+        /* The gauge is a COUNT over the unpublished rows: while a backlog drains in full
+         * batches it is counted at most once per poll interval, not after every batch. */
+        int64_t now = relay_now(r);
+        if (t.n < r->batch ||
+            now - atomic_load(&r->pending_at_ms) >= (int64_t)r->poll_ms) {
+            int64_t pending;
+            atomic_store(&r->pending_at_ms, now);
+            if (keel_outbox_pending(r->store, &pending, NULL) == KEEL_OK)
+                (void)keel_metric_set(r->m_pending, NULL, (double)pending);
+        }
     }
     return e;
 }

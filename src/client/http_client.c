@@ -23,7 +23,6 @@ struct keel_http_client {
     uint32_t connect_timeout_ms;
     uint32_t timeout_ms;
     size_t max_response;
-    const keel_clock *clock;
     keel_logger *log;
 
     keel_metric *m_requests;
@@ -805,7 +804,6 @@ keel_err keel_http_client_create(keel_http_client **out, const keel_http_client_
         return keel_diag_set(diag, KEEL_ENOMEM, 0, "http_client: mutex init failed");
     }
     c->log = keel_logger_get("app.http_client");
-    c->clock = cfg->clock;
     c->connect_timeout_ms = cfg->connect_timeout_ms;
     c->timeout_ms = cfg->settings != NULL
                         ? keel_settings_dep_timeout_ms(cfg->settings, cfg->service, cfg->timeout_ms)

@@ -188,7 +188,7 @@ static enum MHD_Result queue_response(keel_ctx *cx)
 static void *worker_main(void *arg)
 {
     keel_server *s = arg;
-    pthread_setname_np(pthread_self(), "keel-worker");
+    pthread_setname_np(pthread_self(), "keel-worker"); /* the name tools and tests know */
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (s->q_head == NULL && !s->stopping)
@@ -522,7 +522,7 @@ keel_err keel_server_start(keel_server *s, keel_diag *diag)
     if (s->threads == NULL)
         return KEEL_ENOMEM;
     for (; s->nthreads < s->cfg.workers; s->nthreads++)
-        if (pthread_create(&s->threads[s->nthreads], NULL, worker_main, s) != 0)
+        if (keel__thread_start(&s->threads[s->nthreads], worker_main, s, NULL) != 0)
             break;
     if (s->nthreads == 0)
         return keel_diag_set(diag, KEEL_EIO, 0, "cannot start worker threads");

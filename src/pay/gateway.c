@@ -8,8 +8,9 @@
 
 /* ------------------------------------------------------------ validation -- */
 
-/* A string field: required or optional, at most max bytes, printable ASCII without
- * control characters (ids and keys travel in HTTP headers and logs). */
+/* A string field: required or optional, at most max bytes.  Only the length is checked here:
+ * descriptions and metadata are free text; ids and keys that travel in headers are checked
+ * by their own parsers (keel_idem_key_parse, ...). */
 static keel_err check_str(const char *field, const char *s, size_t max, int required,
                           keel_diag *diag)
 {

@@ -26,6 +26,14 @@ typedef struct http_call {
 
 #define MISMATCH_TYPE "https://keel.dev/problems/idempotency-key-mismatch"
 
+/* Key of the request slot holding the parsed Idempotency-Key (a NUL-terminated arena copy). */
+static const char key_slot = 0;
+
+const char *keel_idem_http_key(const keel_ctx *cx)
+{
+    return cx != NULL ? keel_ctx_get(cx, &key_slot) : NULL;
+}
+
 static keel_str h_scope(const keel_call *c, void *ud)
 {
     (void)ud;
@@ -188,12 +196,22 @@ keel_err keel_idem_http_handle(keel_idem_http *h, keel_ctx *cx, keel_str scope, 
         return keel_resp_problem(cx, 400, "Invalid Idempotency-Key", d.msg, NULL);
     if (scope.len > KEEL_IDEM_SCOPE_MAX)
         return keel_resp_problem(cx, 400, "Invalid caller scope", "caller id too long", NULL);
+    /* The handler forwards the parsed key (quotes of the RFC 8941 form removed), not the
+     * header, to whatever it calls downstream. */
+    char *key = keel_arena_alloc(keel_ctx_arena(cx), hc.key.len + 1, 1);
+    if (key == NULL)
+        return KEEL_ENOMEM;
+    memcpy(key, hc.key.ptr, hc.key.len);
+    key[hc.key.len] = '\0';
+    keel_err e = keel_ctx_set(cx, &key_slot, key);
+    if (e != KEEL_OK)
+        return e;
     hc.cx = cx;
     hc.scope = scope;
     hc.fn = fn;
     hc.ud = ud;
     keel_buf_init(&hc.payload, 8u << 20);
-    keel_err e = build_payload(cx, &hc.payload);
+    e = build_payload(cx, &hc.payload);
     if (e != KEEL_OK) {
         keel_buf_cleanup(&hc.payload);
         return e;

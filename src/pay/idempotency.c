@@ -428,7 +428,7 @@ static int64_t wall_now(const keel_idem *p)
 static keel_err new_owner(char owner[33])
 {
     uint8_t raw[16];
-    keel_err e = keel_random_bytes(raw, sizeof(raw));
+    keel_err e = keel__random_pooled(raw, sizeof(raw)); /* one per request */
     if (e != KEEL_OK)
         return e;
     keel__hex_encode(raw, sizeof(raw), owner);

@@ -123,20 +123,6 @@ static void last_four(const rctx *c, size_t end, unsigned char out[4])
     }
 }
 
-int keel__redact_luhn(const char *digits, size_t n)
-{
-    luhn_acc l;
-    memset(&l, 0, sizeof l);
-    if (digits == NULL || n == 0 || n > 1000)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (digits[i] < '0' || digits[i] > '9')
-            return 0;
-        luhn_add(&l, (unsigned char)digits[i]);
-    }
-    return l.a[l.nd & 1u] % 10 == 0;
-}
-
 /* PAN candidates starting at s (a group start), or, with a 4-digit prefix (the kept digits of
  * the PAN just masked), continuing the prefix through a separator at s.  Sets *m to the
  * longest valid candidate.  Reads at most s + 2 * PAN_MAX + 2 bytes. */

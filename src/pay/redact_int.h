@@ -10,7 +10,4 @@
 /* Bytes a keel_redactor currently holds back (for the bounded-memory checks). */
 size_t keel__redactor_pending(const keel_redactor *r);
 
-/* 1 if the digits[0..n) (ASCII '0'..'9' only) pass the Luhn check. */
-int keel__redact_luhn(const char *digits, size_t n);
-
 #endif /* KEEL_PAY_REDACT_INT_H */

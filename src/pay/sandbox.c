@@ -108,33 +108,25 @@ struct keel_sandbox {
     size_t replays[KEEL_GATEWAY_OP_COUNT];
 };
 
-/* FNV-1a, 64 bit: hashing keys and fingerprinting parameters (not security relevant: the
- * sandbox is a test double). */
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    return keel__fnv1a(h, p, n);
-}
-
-#define FNV_INIT KEEL__FNV1A_INIT
-
-/* Strings are hashed with their terminator so that ("ab","c") differs from ("a","bc"). */
+/* Keys and parameter fingerprints are hashed with core's FNV-1a (not security relevant: the
+ * sandbox is a test double).  Strings are hashed with their terminator so that ("ab","c") differs from ("a","bc"). */
 static uint64_t fnv_str(uint64_t h, const char *s)
 {
     if (s == NULL)
-        return fnv(h, "\xff", 1);
-    return fnv(h, s, strlen(s) + 1);
+        return keel__fnv1a(h, "\xff", 1);
+    return keel__fnv1a(h, s, strlen(s) + 1);
 }
 
 static uint64_t fnv_i64(uint64_t h, int64_t v)
 {
-    return fnv(h, &v, sizeof(v));
+    return keel__fnv1a(h, &v, sizeof(v));
 }
 
 /* --------------------------------------------------------- idempotency -- */
 
 static uint64_t idem_hash(keel_gateway_op op, const char *key)
 {
-    uint64_t h = fnv_i64(FNV_INIT, (int64_t)op);
+    uint64_t h = fnv_i64(KEEL__FNV1A_INIT, (int64_t)op);
     return fnv_str(h, key);
 }
 
@@ -606,7 +598,7 @@ static keel_err sb_authorize(keel_gateway *gw, const keel_charge_request *req,
     o.key = req->idempotency_key;
     o.auth = req;
     o.charge_out = out;
-    uint64_t h = fnv_i64(FNV_INIT, req->amount);
+    uint64_t h = fnv_i64(KEEL__FNV1A_INIT, req->amount);
     h = fnv_str(h, req->currency->code);
     h = fnv_str(h, req->payment_token);
     h = fnv_str(h, req->customer_id);
@@ -634,7 +626,7 @@ static keel_err sb_capture(keel_gateway *gw, const keel_capture_request *req,
     o.key = req->idempotency_key;
     o.cap = req;
     o.charge_out = out;
-    o.fingerprint = fnv_i64(fnv_str(FNV_INIT, req->charge_id), req->amount);
+    o.fingerprint = fnv_i64(fnv_str(KEEL__FNV1A_INIT, req->charge_id), req->amount);
     keel_sandbox_call rec;
     rec_init(&rec, o.op, o.key, req->amount);
     copy_str(rec.charge_id, sizeof(rec.charge_id), req->charge_id);
@@ -651,7 +643,7 @@ static keel_err sb_void(keel_gateway *gw, const keel_void_request *req, keel_cha
     o.key = req->idempotency_key;
     o.vd = req;
     o.charge_out = out;
-    o.fingerprint = fnv_str(FNV_INIT, req->charge_id);
+    o.fingerprint = fnv_str(KEEL__FNV1A_INIT, req->charge_id);
     keel_sandbox_call rec;
     rec_init(&rec, o.op, o.key, 0);
     copy_str(rec.charge_id, sizeof(rec.charge_id), req->charge_id);
@@ -668,7 +660,7 @@ static keel_err sb_refund(keel_gateway *gw, const keel_refund_request *req,
     o.key = req->idempotency_key;
     o.ref = req;
     o.refund_out = out;
-    o.fingerprint = fnv_str(fnv_i64(fnv_str(FNV_INIT, req->charge_id), req->amount), req->reason);
+    o.fingerprint = fnv_str(fnv_i64(fnv_str(KEEL__FNV1A_INIT, req->charge_id), req->amount), req->reason);
     keel_sandbox_call rec;
     rec_init(&rec, o.op, o.key, req->amount);
     copy_str(rec.charge_id, sizeof(rec.charge_id), req->charge_id);

@@ -456,8 +456,7 @@ keel_err keel_velocity_redis_create(keel_velocity **out, const keel_velocity_red
         keel_free(t);
         return keel_diag_set(diag, e, 0, "velocity: cannot prepare the Redis script");
     }
-    for (size_t i = 0; i < sizeof(id); i++)
-        snprintf(t->instance + 2 * i, 3, "%02x", id[i]);
+    keel__hex_encode(id, sizeof(id), t->instance);
     memcpy(t->prefix, prefix, plen);
     t->prefix[plen] = '\0';
     t->prefix_len = plen;

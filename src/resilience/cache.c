@@ -306,8 +306,10 @@ keel_err keel_cache_get_into(keel_cache *c, keel_str key, void *dst, size_t cap,
         keel_err rc = keel_cache_get(c, key, &b);
         if (rc == KEEL_OK) {
             *len = b.len;
-            if (b.len <= cap)
-                memcpy(dst, b.ptr, b.len);
+            if (b.len <= cap) {
+                if (b.len > 0)
+                    memcpy(dst, b.ptr, b.len);
+            }
             else
                 rc = KEEL_ETOOBIG;
         }
@@ -322,7 +324,8 @@ keel_err keel_cache_get_into(keel_cache *c, keel_str key, void *dst, size_t cap,
         *len = e->vlen;
         rc = KEEL_ETOOBIG;
         if (e->vlen <= cap) {
-            memcpy(dst, e->key + e->klen, e->vlen);
+            if (e->vlen > 0) /* dst may be NULL with cap 0 */
+                memcpy(dst, e->key + e->klen, e->vlen);
             rc = KEEL_OK;
         }
     }

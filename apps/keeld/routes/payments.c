@@ -233,7 +233,8 @@ static keel_err charge_body(keel_ctx *cx, json_t *body, charge_call *cc)
         return field_problem(cx, "amount", d.msg[0] ? d.msg : "amount must be greater than zero",
                              "decimal_parsing");
     char key[KEEL_GATEWAY_IDEM_KEY_MAX];
-    snprintf(key, sizeof(key), "%s", keel_req_header(cx, "Idempotency-Key"));
+    const char *ik = keel_idem_http_key(cx); /* the route requires one */
+    snprintf(key, sizeof(key), "%s", ik != NULL ? ik : "");
     cc->req.idempotency_key = key;
 
     keel_call call;

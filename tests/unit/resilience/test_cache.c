@@ -195,6 +195,11 @@ static void test_get_into(void **state)
     keel_cache_get_stats(c, &st);
     assert_int_equal(5, st.hits); /* a, a (too big), b (length), a, a */
     assert_int_equal(3, st.misses); /* zz, evicted b, expired a */
+    /* an empty value fits any storage, even none */
+    set(c, "e", "");
+    n = 99;
+    ASSERT_OK(keel_cache_get_into(c, keel_str_c("e"), NULL, 0, &n));
+    assert_int_equal(0, n);
     keel_cache_destroy(c);
 }
 
