@@ -7,6 +7,9 @@
  * exit 0.  A second signal exits at once. */
 #define _GNU_SOURCE 1
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
@@ -332,6 +335,12 @@ int main(int argc, char **argv)
         fatal("background tasks", e, NULL);
         goto out;
     }
+#ifdef __GLIBC__
+    /* Startup (migrations, saga recovery, the dummy Argon2id hash, TLS and crypto set-up)
+     * leaves freed memory in the heap: handing it back before serving saves ~0.24 MiB of
+     * resident memory (measured), about what the RSS budget of bench/http.sh has to spare. */
+    (void)malloc_trim(0);
+#endif
     keel_server_set_ready(srv, 1);
     {
         keel_log_field f[3] = {KEEL_LF_STR("host", st->host),
